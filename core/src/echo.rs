@@ -1,0 +1,538 @@
+//! The echo machine: a fixed table of connections, each with its own queue.
+
+use core::fmt;
+
+use crate::conn::{Close, CloseHow, CloseReason, ConnId, Counters, Interest};
+use crate::queue::ByteQueue;
+use crate::time::{Duration, Instant};
+
+/// How the machine behaves; fixed at construction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Config {
+    /// Close a connection when neither direction made progress for this
+    /// long. `None`: never.
+    pub idle_timeout: Option<Duration>,
+    /// Accept at most this many connections at once; the table's capacity
+    /// `N` bounds it too. Lets a shell pick the limit at run time.
+    pub max_connections: usize,
+}
+
+impl Config {
+    /// No idle timeout, as many connections as the table holds.
+    pub const fn new() -> Self {
+        Config {
+            idle_timeout: None,
+            max_connections: usize::MAX,
+        }
+    }
+
+    /// This configuration with the given idle timeout.
+    pub const fn with_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// This configuration with at most `max` connections at once.
+    pub const fn with_max_connections(mut self, max: usize) -> Self {
+        self.max_connections = max;
+        self
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Why [`Echo::handle_accept`] turned a connection away. The shell still
+/// owns the handle and should close it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum AcceptError {
+    /// Every slot is taken (or `max_connections` is reached).
+    Full,
+    /// [`Echo::begin_shutdown`] was called.
+    ShuttingDown,
+}
+
+impl fmt::Display for AcceptError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AcceptError::Full => f.write_str("connection table full"),
+            AcceptError::ShuttingDown => f.write_str("shutting down"),
+        }
+    }
+}
+
+impl core::error::Error for AcceptError {}
+
+/// The id names no live connection: it closed, and its slot may hold another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct StaleId;
+
+impl fmt::Display for StaleId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("stale connection id")
+    }
+}
+
+impl core::error::Error for StaleId {}
+
+/// Why [`Echo::handle_received`] refused a report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum RecvError {
+    /// See [`StaleId`].
+    Stale,
+    /// More bytes than [`Echo::recv_buf`] offered: a bug in the shell. Nothing changed.
+    Overflow,
+}
+
+impl fmt::Display for RecvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecvError::Stale => f.write_str("stale connection id"),
+            RecvError::Overflow => f.write_str("more bytes received than recv_buf offered"),
+        }
+    }
+}
+
+impl core::error::Error for RecvError {}
+
+/// Why [`Echo::handle_sent`] refused a report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum SendError {
+    /// See [`StaleId`].
+    Stale,
+    /// More bytes than [`Echo::send_buf`] offered: a bug in the shell. Nothing changed.
+    Overflow,
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::Stale => f.write_str("stale connection id"),
+            SendError::Overflow => f.write_str("more bytes sent than send_buf offered"),
+        }
+    }
+}
+
+impl core::error::Error for SendError {}
+
+/// Where one connection is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// The slot holds no connection.
+    Free,
+    /// Both directions open.
+    Open,
+    /// No more reading (the peer half-closed, or the shell is shutting
+    /// down): send what is queued, then close gracefully with this reason.
+    Draining(CloseReason),
+    /// Waiting in the close queue for [`Echo::poll_close`].
+    Closing(CloseHow, CloseReason),
+}
+
+/// The small, often-scanned part of a slot, kept apart from the queues so a
+/// scan of the table touches a few cache lines, not every queue.
+#[derive(Clone, Copy)]
+struct Meta<H> {
+    generation: u32,
+    state: State,
+    handle: Option<H>,
+    last_activity: Instant,
+}
+
+impl<H> Meta<H> {
+    const FREE: Self = Meta {
+        generation: 0,
+        state: State::Free,
+        handle: None,
+        last_activity: Instant::ZERO,
+    };
+
+    fn is_live(&self) -> bool {
+        matches!(self.state, State::Open | State::Draining(_))
+    }
+}
+
+/// The echo state machine for up to `N` connections with `Q`-byte queues.
+///
+/// `H` is the shell's handle for a connection (a file descriptor, a smoltcp
+/// `SocketHandle`, …); the machine stores it and gives it back, nothing more.
+/// See the [crate docs](crate) for the run loop and its contract.
+pub struct Echo<H, const N: usize, const Q: usize> {
+    meta: [Meta<H>; N],
+    queues: [ByteQueue<Q>; N],
+    /// Slots released by [`Echo::poll_close`], ready for reuse.
+    free: heapless::Vec<u16, N>,
+    /// Slots never used yet start here; lets `new` be `const`.
+    fresh: u16,
+    /// Slots waiting for [`Echo::poll_close`], oldest first.
+    closing: heapless::Deque<u16, N>,
+    /// Slots not free (open, draining or closing).
+    used: usize,
+    shutting_down: bool,
+    config: Config,
+    counters: Counters,
+}
+
+impl<H: Copy, const N: usize, const Q: usize> Echo<H, N, Q> {
+    /// Slot indices are `u16`.
+    const FITS: () = assert!(N <= u16::MAX as usize, "at most 65535 connections");
+
+    /// An empty machine. `const`, so it can live in a `static`.
+    pub const fn new(config: Config) -> Self {
+        let () = Self::FITS;
+        Echo {
+            meta: [Meta::FREE; N],
+            queues: [const { ByteQueue::new() }; N],
+            free: heapless::Vec::new(),
+            fresh: 0,
+            closing: heapless::Deque::new(),
+            used: 0,
+            shutting_down: false,
+            config,
+            counters: Counters {
+                accepted: 0,
+                refused: 0,
+                bytes_in: 0,
+                bytes_out: 0,
+                closed: 0,
+                reset: 0,
+                timed_out: 0,
+                shut_down: 0,
+            },
+        }
+    }
+
+    /// The configuration it was made with.
+    pub const fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// What it has seen so far.
+    pub const fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// How many connections it accepts at once: `min(N, max_connections)`.
+    pub const fn capacity(&self) -> usize {
+        if self.config.max_connections < N {
+            self.config.max_connections
+        } else {
+            N
+        }
+    }
+
+    /// Slots in use: connections open, draining, or waiting in the close queue.
+    pub const fn len(&self) -> usize {
+        self.used
+    }
+
+    /// Whether no slot is in use (after a shutdown: everything is closed).
+    pub const fn is_empty(&self) -> bool {
+        self.used == 0
+    }
+
+    /// Whether the shell should accept now. While false, stop watching the
+    /// listener: new connections wait in the stack's backlog.
+    pub const fn accepting(&self) -> bool {
+        !self.shutting_down && self.used < self.capacity()
+    }
+
+    /// A new connection. On error the shell keeps `handle` and closes it.
+    pub fn handle_accept(&mut self, handle: H, now: Instant) -> Result<ConnId, AcceptError> {
+        if self.shutting_down {
+            self.counters.refused += 1;
+            return Err(AcceptError::ShuttingDown);
+        }
+        if self.used >= self.capacity() {
+            self.counters.refused += 1;
+            debug!("refused: table full ({} connections)", self.used);
+            return Err(AcceptError::Full);
+        }
+        let index = match self.free.pop() {
+            Some(index) => index,
+            None => {
+                // used < capacity <= N and no slot is free, so an unused one remains.
+                let index = self.fresh;
+                self.fresh += 1;
+                index
+            }
+        };
+        let meta = &mut self.meta[usize::from(index)];
+        meta.state = State::Open;
+        meta.handle = Some(handle);
+        meta.last_activity = now;
+        self.used += 1;
+        self.counters.accepted += 1;
+        let id = ConnId {
+            index,
+            generation: meta.generation,
+        };
+        debug!("{} accepted", id);
+        Ok(id)
+    }
+
+    /// A connection the shell turned away before it reached the machine
+    /// (a descriptor the shell cannot watch, say): counted as refused.
+    pub fn handle_refused(&mut self) {
+        self.counters.refused += 1;
+    }
+
+    /// The space to read the connection's next bytes into; report how many
+    /// arrived with [`handle_received`](Self::handle_received). Empty while
+    /// there is no read interest (queue full, or the peer half-closed).
+    pub fn recv_buf(&mut self, id: ConnId) -> Result<&mut [u8], StaleId> {
+        let i = self.live(id)?;
+        if self.meta[i].state != State::Open {
+            return Ok(&mut []);
+        }
+        Ok(self.queues[i].free_mut())
+    }
+
+    /// `n` bytes were read into the front of [`recv_buf`](Self::recv_buf).
+    pub fn handle_received(&mut self, id: ConnId, n: usize, now: Instant) -> Result<(), RecvError> {
+        let i = self.live(id).map_err(|StaleId| RecvError::Stale)?;
+        if n == 0 {
+            return Ok(());
+        }
+        if self.meta[i].state != State::Open {
+            return Err(RecvError::Overflow);
+        }
+        self.queues[i].commit(n).map_err(|_| RecvError::Overflow)?;
+        self.meta[i].last_activity = now;
+        self.counters.bytes_in += n as u64;
+        trace!("{} received {}", id, n);
+        Ok(())
+    }
+
+    /// The peer will send no more (a read returned end of stream). What is
+    /// queued is still sent; then the machine orders a graceful close.
+    pub fn handle_peer_closed(&mut self, id: ConnId, now: Instant) -> Result<(), StaleId> {
+        let i = self.live(id)?;
+        if self.meta[i].state != State::Open {
+            return Ok(());
+        }
+        debug!(
+            "{} peer closed, {} bytes to drain",
+            id,
+            self.queues[i].len()
+        );
+        self.meta[i].last_activity = now;
+        self.drain(i, CloseReason::Done);
+        Ok(())
+    }
+
+    /// The bytes to send next; report how many were taken with
+    /// [`handle_sent`](Self::handle_sent). Empty while nothing is queued.
+    pub fn send_buf(&self, id: ConnId) -> Result<&[u8], StaleId> {
+        let i = self.live(id)?;
+        Ok(self.queues[i].data())
+    }
+
+    /// The first `n` bytes of [`send_buf`](Self::send_buf) were sent.
+    pub fn handle_sent(&mut self, id: ConnId, n: usize, now: Instant) -> Result<(), SendError> {
+        let i = self.live(id).map_err(|StaleId| SendError::Stale)?;
+        if n == 0 {
+            return Ok(());
+        }
+        self.queues[i].consume(n).map_err(|_| SendError::Overflow)?;
+        self.meta[i].last_activity = now;
+        self.counters.bytes_out += n as u64;
+        trace!("{} sent {}", id, n);
+        if let State::Draining(reason) = self.meta[i].state {
+            if self.queues[i].is_empty() {
+                self.schedule_close(i, CloseHow::Graceful, reason);
+            }
+        }
+        Ok(())
+    }
+
+    /// The connection failed (reset, broken pipe, …): its queue is dropped
+    /// and the machine orders an abortive close.
+    pub fn handle_reset(&mut self, id: ConnId) -> Result<(), StaleId> {
+        let i = self.live(id)?;
+        debug!("{} reset, {} bytes dropped", id, self.queues[i].len());
+        self.schedule_close(i, CloseHow::Abort, CloseReason::Reset);
+        Ok(())
+    }
+
+    /// The shell wants this connection gone now: abortive close, queue dropped.
+    pub fn close(&mut self, id: ConnId) -> Result<(), StaleId> {
+        let i = self.live(id)?;
+        self.schedule_close(i, CloseHow::Abort, CloseReason::Shutdown);
+        Ok(())
+    }
+
+    /// Time has passed: close connections idle for the timeout. Call it
+    /// whenever `now` reaches [`poll_timeout`](Self::poll_timeout) (calling
+    /// it more often is harmless).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let Some(idle) = self.config.idle_timeout else {
+            return;
+        };
+        for i in 0..usize::from(self.fresh) {
+            let meta = &self.meta[i];
+            if !meta.is_live() || now - meta.last_activity < idle {
+                continue;
+            }
+            // Bytes still queued are lost: say so with a reset.
+            let how = if self.queues[i].is_empty() {
+                CloseHow::Graceful
+            } else {
+                CloseHow::Abort
+            };
+            debug!("#{} idle for {}, closing", i, idle);
+            self.schedule_close(i, how, CloseReason::TimedOut);
+        }
+    }
+
+    /// Stop accepting and stop reading; every connection sends what it has
+    /// queued and then closes gracefully. See [`abort_all`](Self::abort_all)
+    /// for when the grace period ends.
+    pub fn begin_shutdown(&mut self) {
+        self.shutting_down = true;
+        for i in 0..usize::from(self.fresh) {
+            if self.meta[i].state == State::Open {
+                self.drain(i, CloseReason::Shutdown);
+            }
+        }
+    }
+
+    /// Close every connection still open at once, dropping its queue.
+    pub fn abort_all(&mut self) {
+        for i in 0..usize::from(self.fresh) {
+            if self.meta[i].is_live() {
+                self.schedule_close(i, CloseHow::Abort, CloseReason::Shutdown);
+            }
+        }
+    }
+
+    /// What to watch the connection's handle for.
+    pub fn interest(&self, id: ConnId) -> Result<Interest, StaleId> {
+        let i = self.live(id)?;
+        Ok(self.interest_at(i))
+    }
+
+    /// The shell's handle for the connection.
+    pub fn handle(&self, id: ConnId) -> Result<H, StaleId> {
+        let i = self.live(id)?;
+        // Every live slot holds its handle (set in handle_accept, taken in poll_close).
+        self.meta[i].handle.ok_or(StaleId)
+    }
+
+    /// Every live connection with its handle and interest, in slot order.
+    /// A shell rebuilds what it watches from this each turn.
+    pub fn connections(&self) -> impl Iterator<Item = (ConnId, H, Interest)> + '_ {
+        self.meta[..usize::from(self.fresh)]
+            .iter()
+            .enumerate()
+            .filter(|(_, meta)| meta.is_live())
+            .filter_map(move |(i, meta)| {
+                let id = ConnId {
+                    index: i as u16,
+                    generation: meta.generation,
+                };
+                Some((id, meta.handle?, self.interest_at(i)))
+            })
+    }
+
+    /// The next handle to close, or `None`. Drain it after every batch of
+    /// events: the slot is already free and the id stale.
+    pub fn poll_close(&mut self) -> Option<Close<H>> {
+        let index = self.closing.pop_front()?;
+        let i = usize::from(index);
+        let meta = &mut self.meta[i];
+        let State::Closing(how, reason) = meta.state else {
+            // Only schedule_close queues a slot, and it sets Closing; nothing else changes it.
+            return None;
+        };
+        let handle = meta.handle.take()?;
+        let id = ConnId {
+            index,
+            generation: meta.generation,
+        };
+        meta.state = State::Free;
+        meta.generation = meta.generation.wrapping_add(1);
+        self.queues[i].clear();
+        // Cannot overflow: each of the N slots is in `free` at most once.
+        let _ = self.free.push(index);
+        self.used -= 1;
+        debug!("{} closed", id);
+        Some(Close {
+            id,
+            handle,
+            how,
+            reason,
+        })
+    }
+
+    /// When to call [`handle_timeout`](Self::handle_timeout) next; `None`:
+    /// only events can make work. A shell sleeps until then or until I/O.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let idle = self.config.idle_timeout?;
+        self.meta[..usize::from(self.fresh)]
+            .iter()
+            .filter(|meta| meta.is_live())
+            .map(|meta| meta.last_activity + idle)
+            .min()
+    }
+
+    /// Index of a live (open or draining) connection.
+    fn live(&self, id: ConnId) -> Result<usize, StaleId> {
+        let i = usize::from(id.index);
+        match self.meta.get(i) {
+            Some(meta) if meta.generation == id.generation && meta.is_live() => Ok(i),
+            _ => Err(StaleId),
+        }
+    }
+
+    fn interest_at(&self, i: usize) -> Interest {
+        let queue = &self.queues[i];
+        Interest {
+            read: self.meta[i].state == State::Open && !queue.is_full(),
+            write: !queue.is_empty(),
+        }
+    }
+
+    /// Stop reading from slot `i`; close it once its queue is empty.
+    fn drain(&mut self, i: usize, reason: CloseReason) {
+        self.meta[i].state = State::Draining(reason);
+        if self.queues[i].is_empty() {
+            self.schedule_close(i, CloseHow::Graceful, reason);
+        }
+    }
+
+    fn schedule_close(&mut self, i: usize, how: CloseHow, reason: CloseReason) {
+        if how == CloseHow::Abort {
+            self.queues[i].clear();
+        }
+        self.meta[i].state = State::Closing(how, reason);
+        // Cannot overflow: a slot is queued once, when it leaves the live states.
+        let _ = self.closing.push_back(i as u16);
+        let counter = match reason {
+            CloseReason::Done => &mut self.counters.closed,
+            CloseReason::Reset => &mut self.counters.reset,
+            CloseReason::TimedOut => &mut self.counters.timed_out,
+            CloseReason::Shutdown => &mut self.counters.shut_down,
+        };
+        *counter += 1;
+    }
+}
+
+impl<H, const N: usize, const Q: usize> fmt::Debug for Echo<H, N, Q> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Echo")
+            .field("connections", &self.used)
+            .field("capacity", &N)
+            .field("queue", &Q)
+            .field("counters", &self.counters)
+            .finish()
+    }
+}

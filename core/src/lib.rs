@@ -1,0 +1,121 @@
+//! The echo machine behind selecho: `no_std`, no allocation, no I/O.
+//!
+//! [`Echo`] keeps a fixed table of `N` connections, each with a `Q`-byte
+//! [`ByteQueue`] of bytes received and not yet echoed. It never touches a
+//! socket, a clock or a thread: the shell (a `select` loop, a smoltcp
+//! interface, a test) tells it what happened through `handle_*` calls and
+//! asks what to do through `poll_*` calls and [`Echo::connections`].
+//!
+//! # The contract
+//!
+//! - **Time** is the core's own [`Instant`], passed in as `now`. It must be
+//!   monotonic (never a wall clock) and never go backwards between calls.
+//! - **Handles** are the shell's (`H: Copy`): a file descriptor, a smoltcp
+//!   `SocketHandle`. The machine stores one per connection and gives it back
+//!   in [`Close`]; the shell releases it only then.
+//! - **Ids** ([`ConnId`]) stay valid until the connection's [`Close`] is
+//!   polled; after that every call with them returns [`StaleId`] (or the
+//!   `Stale` variant of the call's error), even once the slot is reused.
+//! - **Drain order**, each turn of the shell's loop:
+//!   1. feed the events: [`handle_accept`](Echo::handle_accept) while
+//!      [`accepting`](Echo::accepting); for each ready connection read into
+//!      [`recv_buf`](Echo::recv_buf) and report
+//!      [`handle_received`](Echo::handle_received) (or
+//!      [`handle_peer_closed`](Echo::handle_peer_closed) on end of stream,
+//!      [`handle_reset`](Echo::handle_reset) on error), send from
+//!      [`send_buf`](Echo::send_buf) and report
+//!      [`handle_sent`](Echo::handle_sent); and
+//!      [`handle_timeout`](Echo::handle_timeout) once `now` reaches the deadline;
+//!   2. drain [`poll_close`](Echo::poll_close) until `None`, closing each
+//!      handle as told ([`CloseHow`]);
+//!   3. rebuild what to watch from [`connections`](Echo::connections) and
+//!      sleep until I/O or [`poll_timeout`](Echo::poll_timeout). Nothing
+//!      else makes work, so a shell that does this never spins.
+//!
+//! # Guarantees
+//!
+//! - **Bounded memory**: everything is inside `Echo`, sized by `N` and `Q`.
+//! - **Backpressure**: read interest is on only while the queue has room and
+//!   the peer may still send; write interest only while bytes are queued.
+//! - **No lost byte on a healthy connection**: after the peer half-closes,
+//!   every queued byte is offered for sending before the graceful close.
+//! - **Fairness**: in one turn a connection can take at most one `recv_buf`
+//!   (at most `Q` bytes) and send at most what it has queued (at most `Q`
+//!   bytes); it cannot read again until its queue has room. So however busy
+//!   one peer is, the work it gets per turn is bounded by `Q`, and a shell
+//!   that serves every ready connection once per turn serves all of them.
+//! - **No panic** on any sequence of calls: misuse (stale ids, counts larger
+//!   than offered) returns an error and changes nothing.
+//!
+//! # A run loop
+//!
+//! ```no_run
+//! use selecho_core::{CloseHow, Config, Duration, Echo, Instant};
+//!
+//! # fn clock() -> Instant { Instant::ZERO }
+//! # fn ready_to_accept() -> Option<i32> { None }
+//! # fn readable() -> Vec<selecho_core::ConnId> { Vec::new() }
+//! # fn read(fd: i32, buf: &mut [u8]) -> std::io::Result<usize> { Ok(0) }
+//! # fn write(fd: i32, buf: &[u8]) -> std::io::Result<usize> { Ok(0) }
+//! # fn close(fd: i32, how: CloseHow) {}
+//! # fn wait(fds: &[(i32, selecho_core::Interest)], until: Option<Instant>) {}
+//! let config = Config::new().with_idle_timeout(Some(Duration::from_secs(30)));
+//! let mut echo: Echo<i32, 8, 1024> = Echo::new(config);
+//! loop {
+//!     let now = clock();
+//!     while echo.accepting() {
+//!         let Some(fd) = ready_to_accept() else { break };
+//!         if echo.handle_accept(fd, now).is_err() {
+//!             close(fd, CloseHow::Abort);
+//!         }
+//!     }
+//!     for id in readable() {
+//!         let fd = echo.handle(id).unwrap();
+//!         let buf = echo.recv_buf(id).unwrap();
+//!         match read(fd, buf) {
+//!             Ok(0) => echo.handle_peer_closed(id, now).unwrap(),
+//!             Ok(n) => echo.handle_received(id, n, now).unwrap(),
+//!             Err(_) => echo.handle_reset(id).unwrap(),
+//!         }
+//!         // Send at once rather than waiting a turn for writability.
+//!         if let Ok(bytes) = echo.send_buf(id) {
+//!             match write(fd, bytes) {
+//!                 Ok(n) => echo.handle_sent(id, n, now).unwrap(),
+//!                 Err(_) => echo.handle_reset(id).unwrap(),
+//!             }
+//!         }
+//!     }
+//!     echo.handle_timeout(now);
+//!     while let Some(c) = echo.poll_close() {
+//!         close(c.handle, c.how);
+//!     }
+//!     let watch: Vec<_> = echo.connections().map(|(_, fd, interest)| (fd, interest)).collect();
+//!     wait(&watch, echo.poll_timeout());
+//! }
+//! ```
+//!
+//! # Features
+//!
+//! - `log` / `defmt`: where log lines go (at most one); `defmt` also derives
+//!   `defmt::Format` on every public type.
+//! - `smoltcp`: [`smoltcp`](crate::smoltcp) drives the machine from a smoltcp
+//!   `SocketSet`.
+//! - `sim`: [`sim`](crate::sim), an in-memory network of fake clients and a
+//!   fake clock for tests.
+
+#![no_std]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+#[macro_use]
+mod macros;
+
+mod conn;
+mod echo;
+pub mod queue;
+mod time;
+
+pub use conn::{Close, CloseHow, CloseReason, ConnId, Counters, Interest};
+pub use echo::{AcceptError, Config, Echo, RecvError, SendError, StaleId};
+pub use queue::ByteQueue;
+pub use time::{Duration, Instant};
