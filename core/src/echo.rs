@@ -346,10 +346,10 @@ impl<H: Copy, const N: usize, const Q: usize> Echo<H, N, Q> {
         self.meta[i].last_activity = now;
         self.counters.bytes_out += n as u64;
         trace!("{} sent {}", id, n);
-        if let State::Draining(reason) = self.meta[i].state {
-            if self.queues[i].is_empty() {
-                self.schedule_close(i, CloseHow::Graceful, reason);
-            }
+        if let State::Draining(reason) = self.meta[i].state
+            && self.queues[i].is_empty()
+        {
+            self.schedule_close(i, CloseHow::Graceful, reason);
         }
         Ok(())
     }
