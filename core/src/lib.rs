@@ -13,9 +13,11 @@
 //! - **Handles** are the shell's (`H: Copy`): a file descriptor, a smoltcp
 //!   `SocketHandle`. The machine stores one per connection and gives it back
 //!   in [`Close`]; the shell releases it only then.
-//! - **Ids** ([`ConnId`]) stay valid until the connection's [`Close`] is
-//!   polled; after that every call with them returns [`StaleId`] (or the
-//!   `Stale` variant of the call's error), even once the slot is reused.
+//! - **Ids** ([`ConnId`]) go stale the moment the machine decides to close
+//!   the connection (reset, timeout, drained, [`Echo::close`]): from then on
+//!   every call with them returns [`StaleId`] (or the `Stale` variant of the
+//!   call's error), and stays so after [`Echo::poll_close`] frees the slot
+//!   for another connection.
 //! - **Drain order**, each turn of the shell's loop:
 //!   1. feed the events: [`handle_accept`](Echo::handle_accept) while
 //!      [`accepting`](Echo::accepting); for each ready connection read into
@@ -98,10 +100,13 @@
 //!
 //! - `log` / `defmt`: where log lines go (at most one); `defmt` also derives
 //!   `defmt::Format` on every public type.
-//! - `smoltcp`: [`smoltcp`](crate::smoltcp) drives the machine from a smoltcp
+//! - `smoltcp`: the `smoltcp` module drives the machine from a smoltcp
 //!   `SocketSet`.
-//! - `sim`: [`sim`](crate::sim), an in-memory network of fake clients and a
+//! - `sim`: the `sim` module, an in-memory network of fake clients and a
 //!   fake clock for tests.
+//!
+//! `N` must be at least 1 (a compile error otherwise). With `Q = 0` a
+//! connection can never read, so only the idle timeout ends it.
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -113,6 +118,10 @@ mod macros;
 mod conn;
 mod echo;
 pub mod queue;
+#[cfg(feature = "sim")]
+pub mod sim;
+#[cfg(feature = "smoltcp")]
+pub mod smoltcp;
 mod time;
 
 pub use conn::{Close, CloseHow, CloseReason, ConnId, Counters, Interest};
