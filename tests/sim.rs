@@ -1,0 +1,152 @@
+//! The shared scenarios against the bare core: `selecho_core::sim` plays the
+//! shell and the clients in memory, with a fake clock that jumps straight to
+//! the machine's next deadline instead of waiting for it.
+
+mod scenarios;
+
+use scenarios::{End, Server, Setup};
+use selecho_core::sim::{ClientId, ClientState, Sim};
+use selecho_core::{Config, Duration};
+
+/// 8 slots (the most a scenario asks for), 1 KiB queues so that queues wrap
+/// and fill often, 4 KiB pipes standing in for the kernel's buffers.
+type Machine = Sim<8, 1024, 64, 4096>;
+
+/// A step bound: a call that makes no progress for this many rounds fails.
+const STUCK: usize = 1000;
+
+struct SimServer {
+    sim: Box<Machine>,
+}
+
+fn start(setup: Setup) -> SimServer {
+    let idle = setup
+        .idle_timeout
+        .map(|d| Duration::from_micros(d.as_micros() as u64));
+    let config = Config::new()
+        .with_max_connections(setup.max_conns)
+        .with_idle_timeout(idle);
+    SimServer {
+        sim: Box::new(Sim::new(config)),
+    }
+}
+
+impl SimServer {
+    fn drive(&mut self) {
+        self.sim.drive().expect("the simulation settles");
+    }
+
+    /// Reads what has arrived into `got`; whether anything did.
+    fn read_into(&mut self, conn: ClientId, got: &mut Vec<u8>, want: usize) -> bool {
+        let mut buf = [0u8; 4096];
+        let mut any = false;
+        while got.len() < want {
+            let room = (want - got.len()).min(buf.len());
+            let n = self.sim.read(conn, &mut buf[..room]);
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+            any = true;
+        }
+        any
+    }
+
+    /// Writes what fits of `data[*sent..]`; whether anything did.
+    fn write_from(&mut self, conn: ClientId, data: &[u8], sent: &mut usize) -> bool {
+        let n = self.sim.write(conn, &data[*sent..]);
+        *sent += n;
+        n > 0
+    }
+}
+
+impl Server for SimServer {
+    type Conn = ClientId;
+
+    fn connect(&mut self) -> ClientId {
+        let conn = self.sim.connect().expect("a client slot");
+        self.drive();
+        assert_eq!(self.sim.state(conn), ClientState::Open, "accepted");
+        conn
+    }
+
+    fn connect_when_full(&mut self) -> Option<ClientId> {
+        let conn = self.sim.connect().expect("a client slot");
+        self.drive();
+        assert_eq!(self.sim.state(conn), ClientState::Connecting, "held in the backlog");
+        Some(conn)
+    }
+
+    fn exchange(&mut self, conn: &mut ClientId, data: &[u8]) -> Vec<u8> {
+        let conn = *conn;
+        let mut got = Vec::with_capacity(data.len());
+        let mut sent = 0;
+        let mut idle_rounds = 0;
+        while got.len() < data.len() {
+            let wrote = self.write_from(conn, data, &mut sent);
+            self.drive();
+            let read = self.read_into(conn, &mut got, data.len());
+            idle_rounds = if wrote || read { 0 } else { idle_rounds + 1 };
+            assert!(idle_rounds < STUCK, "exchange stuck at {} of {}", got.len(), data.len());
+        }
+        got
+    }
+
+    fn write_until_blocked(&mut self, conn: &mut ClientId, data: &[u8]) -> usize {
+        let conn = *conn;
+        let mut sent = 0;
+        while sent < data.len() && self.write_from(conn, data, &mut sent) {
+            self.drive();
+        }
+        sent
+    }
+
+    fn read_exact(&mut self, conn: &mut ClientId, n: usize) -> Vec<u8> {
+        let conn = *conn;
+        let mut got = Vec::with_capacity(n);
+        let mut idle_rounds = 0;
+        while got.len() < n {
+            self.drive();
+            idle_rounds = if self.read_into(conn, &mut got, n) { 0 } else { idle_rounds + 1 };
+            assert!(idle_rounds < STUCK, "read_exact stuck at {} of {n}", got.len());
+        }
+        got
+    }
+
+    fn stream_and_close(&mut self, conn: &mut ClientId, data: &[u8]) -> (Vec<u8>, End) {
+        let mut got = self.exchange(conn, data);
+        self.shutdown_write(conn);
+        let (rest, end) = self.read_to_end(conn);
+        got.extend_from_slice(&rest);
+        (got, end)
+    }
+
+    fn shutdown_write(&mut self, conn: &mut ClientId) {
+        self.sim.shutdown_write(*conn);
+        self.drive();
+    }
+
+    fn read_to_end(&mut self, conn: &mut ClientId) -> (Vec<u8>, End) {
+        let conn = *conn;
+        let mut got = Vec::new();
+        for _ in 0..STUCK {
+            self.drive();
+            self.read_into(conn, &mut got, usize::MAX);
+            match self.sim.state(conn) {
+                ClientState::Eof => return (got, End::Eof),
+                ClientState::Reset => return (got, End::Reset),
+                ClientState::Connecting | ClientState::Open => {}
+            }
+            // Nothing moves by itself: let the fake clock jump to the next deadline.
+            self.sim.step_to_deadline();
+        }
+        panic!("read_to_end stuck after {} bytes", got.len());
+    }
+
+    fn abort(&mut self, conn: ClientId) {
+        self.sim.reset(conn);
+        self.drive();
+    }
+}
+
+scenario_tests!(start, big = 1 << 20);
