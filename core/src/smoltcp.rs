@@ -1,0 +1,492 @@
+//! Drives an [`Echo`] from a smoltcp [`SocketSet`] of TCP sockets.
+//!
+//! smoltcp has no listening socket with a backlog: a TCP socket in `Listen`
+//! takes exactly one connection. So the adapter owns a fixed set of sockets,
+//! one per connection slot, each listening on one port; while a socket
+//! carries a connection it does not listen, and once that connection has
+//! ended it listens again. With no socket of a port in `Listen`, smoltcp
+//! answers a SYN with RST: that is how a full server refuses (the machine
+//! never sees those attempts, so they are not in [`Counters::refused`]).
+//!
+//! # Ports
+//!
+//! Each socket listens on one port for its whole life. With several ports,
+//! [`SmolEcho::add_sockets`] spreads the sockets round-robin: socket `i`
+//! listens on `ports[i % ports.len()]`. So with `s` sockets and `p` ports a
+//! port has `s / p` or `s / p + 1` slots, and a port whose slots are all busy
+//! refuses even while another port has a free one.
+//!
+//! # Closing
+//!
+//! When the machine releases a connection the socket is closed as it says
+//! ([`CloseHow::Graceful`]: `close()`, a FIN after what the socket still
+//! holds; [`CloseHow::Abort`]: `abort()`, an RST) and listens again once
+//! TCP is done with it:
+//!
+//! - `Closed` with no RST left to send: listen again at once;
+//! - `TimeWait` (after the server closed first): listen again at once rather
+//!   than holding the slot for smoltcp's 10 s TIME-WAIT. The peer already
+//!   acknowledged our FIN; a retransmitted FIN of its own then meets a
+//!   listening socket and is answered with RST, which is harmless;
+//! - `FinWait1`/`FinWait2`/`Closing`/`LastAck`: wait, at most the
+//!   [linger](SmolEcho::set_linger) time (a peer that never acknowledges
+//!   or never sends its own FIN would hold the slot forever), then abort.
+//!
+//! # A turn of the shell
+//!
+//! ```text
+//! let stamp = to_smoltcp(now);
+//! // Incoming packets one by one, so a socket that just finished closing
+//! // listens again before a SYN queued behind its last ACK is processed.
+//! adapter.relisten(&mut sockets, now);
+//! while iface.poll_ingress_single(stamp, &mut device, &mut sockets) != None {
+//!     adapter.relisten(&mut sockets, now);
+//! }
+//! let busy = adapter.poll(&mut sockets, now);      // move bytes, accept, close
+//! iface.poll(stamp, &mut device, &mut sockets);    // timers, and send at once
+//! adapter.relisten(&mut sockets, now);             // aborted sockets sent their RST
+//! sleep until the device is readable or min(iface.poll_at(), adapter.poll_at()),
+//! or not at all if busy
+//! ```
+//!
+//! # Panics
+//!
+//! The adapter keeps the [`SocketHandle`]s it is given and looks them up in
+//! the `SocketSet` passed to each call, with smoltcp's `get_mut`, which
+//! panics if a handle names no TCP socket of that set. Always pass the set
+//! the handles came from, and never remove those sockets from it.
+
+use ::smoltcp::iface::{SocketHandle, SocketSet};
+use ::smoltcp::socket::tcp::{self, State};
+
+use crate::{CloseHow, Config, ConnId, Counters, Duration, Echo, Instant};
+
+/// How long a gracefully closed socket may take to finish closing before it
+/// is aborted, unless [`SmolEcho::set_linger`] says otherwise.
+pub const DEFAULT_LINGER: Duration = Duration::from_secs(30);
+
+/// The core's instant as smoltcp's (both count microseconds).
+pub fn to_smoltcp(now: Instant) -> ::smoltcp::time::Instant {
+    let micros = i64::try_from(now.total_micros()).unwrap_or(i64::MAX);
+    ::smoltcp::time::Instant::from_micros(micros)
+}
+
+/// smoltcp's instant as the core's (one before the origin becomes the origin).
+pub fn from_smoltcp(instant: ::smoltcp::time::Instant) -> Instant {
+    Instant::from_micros(u64::try_from(instant.total_micros()).unwrap_or(0))
+}
+
+/// Why [`SmolEcho::add_socket`] did not take a socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum AddError {
+    /// The adapter already has `N` sockets, or as many as the machine's
+    /// `max_connections`.
+    Full,
+    /// Port 0 cannot be listened on.
+    PortZero,
+    /// The socket is open (not `Closed`): hand over fresh sockets.
+    InUse,
+    /// No ports were given to [`SmolEcho::add_sockets`].
+    NoPorts,
+}
+
+impl core::fmt::Display for AddError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            AddError::Full => "no room for another socket",
+            AddError::PortZero => "cannot listen on port 0",
+            AddError::InUse => "the socket is already open",
+            AddError::NoPorts => "no port to listen on",
+        })
+    }
+}
+
+impl core::error::Error for AddError {}
+
+/// Where one socket is, as the adapter sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Carries no connection of the machine's: listening, in a handshake,
+    /// or closed for good after a shutdown.
+    Idle,
+    /// Carries this connection of the machine's.
+    Open(ConnId),
+    /// Released by the machine; TCP is still closing it. Aborted at the
+    /// deadline if there is one (after a graceful close).
+    Closing(Option<Instant>),
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    handle: SocketHandle,
+    port: u16,
+    phase: Phase,
+    /// The peer's FIN was reported to the machine.
+    fin_reported: bool,
+}
+
+/// One [`Echo`] machine served through up to `N` smoltcp TCP sockets, with
+/// `Q`-byte queues. See the [module docs](self).
+pub struct SmolEcho<const N: usize, const Q: usize> {
+    echo: Echo<SocketHandle, N, Q>,
+    slots: heapless::Vec<Slot, N>,
+    /// Machine slot ([`ConnId::slot`]) → index into `slots`.
+    owner: [u16; N],
+    /// Slots in [`Phase::Closing`].
+    closing: usize,
+    linger: Duration,
+    shutting_down: bool,
+}
+
+impl<const N: usize, const Q: usize> SmolEcho<N, Q> {
+    /// An adapter with no sockets yet; add them with
+    /// [`add_socket`](Self::add_socket) or [`add_sockets`](Self::add_sockets).
+    pub const fn new(config: Config) -> Self {
+        SmolEcho {
+            echo: Echo::new(config),
+            slots: heapless::Vec::new(),
+            owner: [0; N],
+            closing: 0,
+            linger: DEFAULT_LINGER,
+            shutting_down: false,
+        }
+    }
+
+    /// Aborts a gracefully closed socket that has not finished closing
+    /// after `linger` (default [`DEFAULT_LINGER`]).
+    pub fn set_linger(&mut self, linger: Duration) {
+        self.linger = linger;
+    }
+
+    /// Takes a fresh (closed) TCP socket of `sockets` as one connection slot
+    /// and makes it listen on `port`.
+    pub fn add_socket(
+        &mut self,
+        sockets: &mut SocketSet<'_>,
+        handle: SocketHandle,
+        port: u16,
+    ) -> Result<(), AddError> {
+        if self.slots.len() >= self.echo.capacity() {
+            return Err(AddError::Full);
+        }
+        if port == 0 {
+            return Err(AddError::PortZero);
+        }
+        let socket = sockets.get_mut::<tcp::Socket>(handle);
+        if socket.state() != State::Closed {
+            return Err(AddError::InUse);
+        }
+        socket.listen(port).map_err(|_| AddError::InUse)?;
+        let slot = Slot {
+            handle,
+            port,
+            phase: Phase::Idle,
+            fin_reported: false,
+        };
+        self.slots.push(slot).map_err(|_| AddError::Full)
+    }
+
+    /// [`add_socket`](Self::add_socket) for each handle, spreading them
+    /// round-robin over `ports` (the `i`-th handle listens on
+    /// `ports[i % ports.len()]`). Stops at the first error.
+    pub fn add_sockets<I>(
+        &mut self,
+        sockets: &mut SocketSet<'_>,
+        handles: I,
+        ports: &[u16],
+    ) -> Result<(), AddError>
+    where
+        I: IntoIterator<Item = SocketHandle>,
+    {
+        if ports.is_empty() {
+            return Err(AddError::NoPorts);
+        }
+        for (i, handle) in handles.into_iter().enumerate() {
+            self.add_socket(sockets, handle, ports[i % ports.len()])?;
+        }
+        Ok(())
+    }
+
+    /// The machine, for its counters and state.
+    pub const fn echo(&self) -> &Echo<SocketHandle, N, Q> {
+        &self.echo
+    }
+
+    /// What the machine has seen so far.
+    pub const fn counters(&self) -> &Counters {
+        self.echo.counters()
+    }
+
+    /// How many sockets the adapter serves with.
+    pub fn sockets(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether no connection is open and no socket is still closing: after
+    /// [`begin_shutdown`](Self::begin_shutdown), the shell may stop.
+    pub fn is_empty(&self) -> bool {
+        self.echo.is_empty() && self.closing == 0
+    }
+
+    /// One turn: take newly established connections, move bytes between the
+    /// sockets and the machine, report FINs, resets and timeouts, and carry
+    /// out the machine's close orders. Returns whether anything happened (so
+    /// the shell should let smoltcp send before it sleeps).
+    pub fn poll(&mut self, sockets: &mut SocketSet<'_>, now: Instant) -> bool {
+        let mut progress = self.relisten(sockets, now);
+        for i in 0..self.slots.len() {
+            let socket = sockets.get_mut::<tcp::Socket>(self.slots[i].handle);
+            if self.slots[i].phase == Phase::Idle {
+                progress |= self.tend_idle(i, socket, now);
+            }
+            if let Phase::Open(id) = self.slots[i].phase {
+                progress |= self.serve(i, id, socket, now);
+            }
+        }
+        self.echo.handle_timeout(now);
+        progress |= self.carry_out_closes(sockets, now);
+        progress
+    }
+
+    /// Finishes closing sockets that TCP is done with and makes them listen
+    /// again; aborts those past their linger deadline. Cheap when nothing is
+    /// closing, so a shell may call it between incoming packets: a socket
+    /// whose last ACK just arrived then listens before the next SYN is
+    /// processed. Returns whether any socket changed.
+    pub fn relisten(&mut self, sockets: &mut SocketSet<'_>, now: Instant) -> bool {
+        if self.closing == 0 {
+            return false;
+        }
+        let mut changed = false;
+        for slot in self.slots.iter_mut() {
+            let Phase::Closing(deadline) = slot.phase else {
+                continue;
+            };
+            let socket = sockets.get_mut::<tcp::Socket>(slot.handle);
+            match socket.state() {
+                // An abort's RST is sent by the next egress; listening now would drop it.
+                State::Closed if socket.local_endpoint().is_some() => continue,
+                State::Closed | State::TimeWait | State::Listen => {
+                    slot.phase = Phase::Idle;
+                    self.closing -= 1;
+                    if !self.shutting_down {
+                        listen(socket, slot.port);
+                    }
+                    changed = true;
+                }
+                _ => {
+                    if deadline.is_some_and(|deadline| now >= deadline) {
+                        debug!(
+                            "socket on port {} still {} after linger, aborting",
+                            slot.port,
+                            socket.state()
+                        );
+                        socket.abort();
+                        slot.phase = Phase::Closing(None);
+                        changed = true;
+                    }
+                }
+            }
+        }
+        changed
+    }
+
+    /// When to call [`poll`](Self::poll) next at the latest, or `None`: only
+    /// network events can make work. (smoltcp's own timers are the
+    /// interface's `poll_at`.)
+    pub fn poll_at(&self) -> Option<Instant> {
+        let linger = self
+            .slots
+            .iter()
+            .filter_map(|slot| match slot.phase {
+                Phase::Closing(deadline) => deadline,
+                _ => None,
+            })
+            .min();
+        match (self.echo.poll_timeout(), linger) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Stop taking connections (listening sockets close, so new ones are
+    /// refused) and let every connection send what it has queued, then close
+    /// gracefully. Poll on until [`is_empty`](Self::is_empty) or the grace
+    /// period ends, then call [`abort_all`](Self::abort_all).
+    pub fn begin_shutdown(&mut self) {
+        self.shutting_down = true;
+        self.echo.begin_shutdown();
+    }
+
+    /// Abort every connection and every socket still closing or in a
+    /// handshake, and stop listening. Poll the interface once more so the
+    /// RSTs go out.
+    pub fn abort_all(&mut self, sockets: &mut SocketSet<'_>, now: Instant) {
+        self.shutting_down = true;
+        self.echo.abort_all();
+        self.carry_out_closes(sockets, now);
+        for slot in self.slots.iter_mut() {
+            let socket = sockets.get_mut::<tcp::Socket>(slot.handle);
+            match socket.state() {
+                State::Listen => socket.close(),
+                State::Closed | State::TimeWait => {}
+                _ => socket.abort(),
+            }
+            if let Phase::Closing(_) = slot.phase {
+                self.closing -= 1;
+            }
+            slot.phase = Phase::Idle;
+        }
+    }
+
+    /// A socket that carries no connection: accept it once established,
+    /// listen again if it fell back to `Closed`, stop listening on shutdown.
+    fn tend_idle(&mut self, i: usize, socket: &mut tcp::Socket<'_>, now: Instant) -> bool {
+        let slot = &mut self.slots[i];
+        match socket.state() {
+            State::Established | State::CloseWait => {
+                match self.echo.handle_accept(slot.handle, now) {
+                    Ok(id) => {
+                        slot.phase = Phase::Open(id);
+                        slot.fin_reported = false;
+                        // Cannot truncate: there are at most N <= u16::MAX slots.
+                        self.owner[id.slot()] = i as u16;
+                        true
+                    }
+                    Err(e) => {
+                        debug!("connection on port {} refused: {}", slot.port, e);
+                        socket.abort();
+                        slot.phase = Phase::Closing(None);
+                        self.closing += 1;
+                        true
+                    }
+                }
+            }
+            State::Listen if self.shutting_down => {
+                socket.close();
+                true
+            }
+            State::SynReceived if self.shutting_down => {
+                socket.abort();
+                slot.phase = Phase::Closing(None);
+                self.closing += 1;
+                true
+            }
+            // A handshake that timed out or was reset.
+            State::Closed | State::TimeWait if !self.shutting_down => {
+                listen(socket, slot.port);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// One connection's share of a turn: one receive, the FIN, the sends.
+    fn serve(&mut self, i: usize, id: ConnId, socket: &mut tcp::Socket<'_>, now: Instant) -> bool {
+        if !matches!(socket.state(), State::Established | State::CloseWait) {
+            // Reset by the peer or timed out by smoltcp: the socket is gone.
+            let _ = self.echo.handle_reset(id);
+            return true;
+        }
+        let mut progress = false;
+        if let Ok(buf) = self.echo.recv_buf(id)
+            && !buf.is_empty()
+            && socket.can_recv()
+            && let Ok(n) = socket.recv_slice(buf)
+            && n > 0
+        {
+            let _ = self.echo.handle_received(id, n, now);
+            progress = true;
+        }
+        // May not receive any more: the peer's FIN came and every byte before it was read.
+        if !socket.may_recv() && !self.slots[i].fin_reported {
+            self.slots[i].fin_reported = true;
+            let _ = self.echo.handle_peer_closed(id, now);
+            progress = true;
+        }
+        // The queue is a ring: its bytes may come in two pieces.
+        for _ in 0..2 {
+            let Ok(data) = self.echo.send_buf(id) else {
+                break;
+            };
+            if data.is_empty() || !socket.can_send() {
+                break;
+            }
+            match socket.send_slice(data) {
+                Ok(n) if n > 0 => {
+                    let _ = self.echo.handle_sent(id, n, now);
+                    progress = true;
+                }
+                _ => break,
+            }
+        }
+        progress
+    }
+
+    /// Drains the machine's close orders onto the sockets.
+    fn carry_out_closes(&mut self, sockets: &mut SocketSet<'_>, now: Instant) -> bool {
+        let mut any = false;
+        while let Some(close) = self.echo.poll_close() {
+            any = true;
+            let socket = sockets.get_mut::<tcp::Socket>(close.handle);
+            let deadline = match close.how {
+                CloseHow::Graceful => {
+                    socket.close();
+                    Some(now + self.linger)
+                }
+                CloseHow::Abort => {
+                    socket.abort();
+                    None
+                }
+            };
+            let index = usize::from(self.owner[close.id.slot()]);
+            if let Some(slot) = self.slots.get_mut(index)
+                && slot.phase == Phase::Open(close.id)
+            {
+                slot.phase = Phase::Closing(deadline);
+                self.closing += 1;
+            }
+        }
+        any
+    }
+}
+
+impl<const N: usize, const Q: usize> core::fmt::Debug for SmolEcho<N, Q> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SmolEcho")
+            .field("echo", &self.echo)
+            .field("sockets", &self.slots.len())
+            .field("closing", &self.closing)
+            .field("shutting_down", &self.shutting_down)
+            .finish()
+    }
+}
+
+/// Listens on `port`; the socket is closed or in TIME-WAIT, so only a bug
+/// could make this fail, and then the slot stays idle (and is logged).
+fn listen(socket: &mut tcp::Socket<'_>, port: u16) {
+    if let Err(e) = socket.listen(port) {
+        warn!("cannot listen on port {} again: {}", port, e);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instants_convert_both_ways() {
+        let t = Instant::from_micros(1_234_567);
+        assert_eq!(to_smoltcp(t).total_micros(), 1_234_567);
+        assert_eq!(from_smoltcp(to_smoltcp(t)), t);
+        assert_eq!(
+            to_smoltcp(Instant::from_micros(u64::MAX)).total_micros(),
+            i64::MAX
+        );
+        assert_eq!(
+            from_smoltcp(::smoltcp::time::Instant::from_micros(-5)),
+            Instant::ZERO
+        );
+    }
+}
