@@ -19,16 +19,17 @@ struct SimServer {
     sim: Box<Machine>,
 }
 
-fn start(setup: Setup) -> SimServer {
+/// The simulator always runs: never `None`.
+fn start(setup: Setup) -> Option<SimServer> {
     let idle = setup
         .idle_timeout
         .map(|d| Duration::from_micros(d.as_micros() as u64));
     let config = Config::new()
         .with_max_connections(setup.max_conns)
         .with_idle_timeout(idle);
-    SimServer {
+    Some(SimServer {
         sim: Box::new(Sim::new(config)),
-    }
+    })
 }
 
 impl SimServer {
@@ -73,7 +74,11 @@ impl Server for SimServer {
     fn connect_when_full(&mut self) -> Option<ClientId> {
         let conn = self.sim.connect().expect("a client slot");
         self.drive();
-        assert_eq!(self.sim.state(conn), ClientState::Connecting, "held in the backlog");
+        assert_eq!(
+            self.sim.state(conn),
+            ClientState::Connecting,
+            "held in the backlog"
+        );
         Some(conn)
     }
 
@@ -87,7 +92,12 @@ impl Server for SimServer {
             self.drive();
             let read = self.read_into(conn, &mut got, data.len());
             idle_rounds = if wrote || read { 0 } else { idle_rounds + 1 };
-            assert!(idle_rounds < STUCK, "exchange stuck at {} of {}", got.len(), data.len());
+            assert!(
+                idle_rounds < STUCK,
+                "exchange stuck at {} of {}",
+                got.len(),
+                data.len()
+            );
         }
         got
     }
@@ -107,8 +117,16 @@ impl Server for SimServer {
         let mut idle_rounds = 0;
         while got.len() < n {
             self.drive();
-            idle_rounds = if self.read_into(conn, &mut got, n) { 0 } else { idle_rounds + 1 };
-            assert!(idle_rounds < STUCK, "read_exact stuck at {} of {n}", got.len());
+            idle_rounds = if self.read_into(conn, &mut got, n) {
+                0
+            } else {
+                idle_rounds + 1
+            };
+            assert!(
+                idle_rounds < STUCK,
+                "read_exact stuck at {} of {n}",
+                got.len()
+            );
         }
         got
     }

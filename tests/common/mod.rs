@@ -46,11 +46,18 @@ impl ServerProcess {
         };
         let deadline = Instant::now() + STARTUP;
         while server.addrs.len() < listeners {
-            let line = server
-                .next_line(deadline)
-                .unwrap_or_else(|| panic!("server exited or was silent before `listening on`: {:?}", server.try_wait()));
+            let line = server.next_line(deadline).unwrap_or_else(|| {
+                panic!(
+                    "server exited or was silent before `listening on`: {:?}",
+                    server.try_wait()
+                )
+            });
             if let Some(addr) = line.strip_prefix("listening on ") {
-                server.addrs.push(addr.trim().parse().expect("an address after `listening on`"));
+                server.addrs.push(
+                    addr.trim()
+                        .parse()
+                        .expect("an address after `listening on`"),
+                );
             }
         }
         server
@@ -93,7 +100,10 @@ impl ServerProcess {
             if let Some(status) = self.try_wait() {
                 return (status, out);
             }
-            assert!(Instant::now() < deadline, "server did not exit within {limit:?}");
+            assert!(
+                Instant::now() < deadline,
+                "server did not exit within {limit:?}"
+            );
             thread::sleep(Duration::from_millis(10));
         }
     }
@@ -137,7 +147,8 @@ pub fn cpu_time(pid: u32) -> Duration {
     // The command name (field 2) may hold spaces; the fields after it start past the last ')'.
     let rest = &stat[stat.rfind(')').expect("')' in /proc/PID/stat") + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
     // SAFETY: sysconf only reads a configuration value.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     Duration::from_micros(ticks * 1_000_000 / hz)

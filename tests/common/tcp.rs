@@ -42,7 +42,9 @@ impl Server for TcpServer {
         let stream = TcpStream::connect_timeout(&self.addr, BOUND).expect("connect");
         stream.set_nodelay(true).expect("TCP_NODELAY");
         stream.set_read_timeout(Some(BOUND)).expect("read time-out");
-        stream.set_write_timeout(Some(BOUND)).expect("write time-out");
+        stream
+            .set_write_timeout(Some(BOUND))
+            .expect("write time-out");
         stream
     }
 
@@ -50,7 +52,9 @@ impl Server for TcpServer {
         match TcpStream::connect_timeout(&self.addr, BOUND) {
             Ok(stream) => {
                 stream.set_read_timeout(Some(BOUND)).expect("read time-out");
-                stream.set_write_timeout(Some(BOUND)).expect("write time-out");
+                stream
+                    .set_write_timeout(Some(BOUND))
+                    .expect("write time-out");
                 Some(stream)
             }
             Err(e) if e.kind() == ErrorKind::ConnectionRefused => None,
@@ -102,7 +106,10 @@ impl Server for TcpServer {
                 writer.shutdown(Shutdown::Write)
             });
             let result = read_until_end(conn);
-            sending.join().expect("writer thread").expect("write and shut down");
+            sending
+                .join()
+                .expect("writer thread")
+                .expect("write and shut down");
             result
         })
     }

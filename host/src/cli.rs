@@ -1,0 +1,155 @@
+//! The command line: a contract that scripts and tests rely on.
+
+use std::net::SocketAddr;
+
+use clap::{Args, Parser, Subcommand};
+
+/// RFC 862 echo server: a select() loop on Linux sockets, or smoltcp over TUN/TAP.
+#[derive(Debug, Parser)]
+#[command(
+    name = "selecho",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    /// Run on a TUN/TAP device through smoltcp instead of the kernel's sockets.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Options of the select shell (the default command).
+    #[command(flatten)]
+    pub select: SelectArgs,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve echo over smoltcp on a TUN (IP) or TAP (Ethernet) device.
+    Tun(TunArgs),
+}
+
+/// `selecho [--listen ADDR]... [--max-conns N] ...`
+#[derive(Debug, Args)]
+pub struct SelectArgs {
+    /// Address to listen on (IPv4 or [IPv6]:port; port 0 picks a free one). Repeat for several.
+    #[arg(long = "listen", value_name = "ADDR", default_value = "127.0.0.1:7007")]
+    pub listen: Vec<SocketAddr>,
+    /// Most connections served at once; more wait in the kernel's backlog.
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_conns: u32,
+    /// Close a connection idle (no byte either way) this long; 0 = never.
+    #[arg(long, value_name = "SECS", default_value_t = 0.0, value_parser = parse_secs)]
+    pub idle_timeout: f64,
+    /// listen(2) backlog of each listener.
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=65535))]
+    pub backlog: u32,
+    /// Log the counters at info level this often; 0 = never.
+    #[arg(long, value_name = "SECS", default_value_t = 0.0, value_parser = parse_secs)]
+    pub stats_interval: f64,
+    /// On SIGINT/SIGTERM, how long to keep sending what is queued before closing anyway.
+    #[arg(long, value_name = "SECS", default_value_t = 2.0, value_parser = parse_secs)]
+    pub grace: f64,
+    #[command(flatten)]
+    pub verbosity: Verbosity,
+}
+
+/// `selecho tun --address CIDR ...`
+#[derive(Debug, Args)]
+pub struct TunArgs {
+    /// The device to attach to, or create if it does not exist.
+    #[arg(long, value_name = "NAME", default_value = "selecho0")]
+    pub ifname: String,
+    /// A TAP device (Ethernet; smoltcp answers ARP) instead of TUN (IP).
+    #[arg(long)]
+    pub tap: bool,
+    /// smoltcp's own address on the device, e.g. 10.7.0.2/24.
+    #[arg(long, value_name = "CIDR")]
+    pub address: String,
+    /// Give the kernel's side of the device this address and bring it up.
+    #[arg(long, value_name = "CIDR")]
+    pub host_address: Option<String>,
+    /// TCP port to serve echo on. Repeat for several.
+    #[arg(long = "port", value_name = "PORT", default_value = "7007")]
+    pub ports: Vec<u16>,
+    /// Device MTU.
+    #[arg(long, value_name = "N", default_value_t = 1500, value_parser = clap::value_parser!(u32).range(576..=65535))]
+    pub mtu: u32,
+    /// Connection slots (one smoltcp socket each); beyond them, connections are refused.
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_conns: u32,
+    /// Close a connection idle (no byte either way) this long; 0 = never.
+    #[arg(long, value_name = "SECS", default_value_t = 0.0, value_parser = parse_secs)]
+    pub idle_timeout: f64,
+    /// On SIGINT/SIGTERM, how long to keep sending what is queued before closing anyway.
+    #[arg(long, value_name = "SECS", default_value_t = 2.0, value_parser = parse_secs)]
+    pub grace: f64,
+    #[command(flatten)]
+    pub verbosity: Verbosity,
+}
+
+/// `-v` (debug, twice: trace) and `-q` (warnings only, twice: errors only).
+#[derive(Debug, Args, Clone, Copy)]
+pub struct Verbosity {
+    /// More log output on stderr (-v debug, -vv trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Less log output on stderr (-q warnings, -qq errors).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "verbose")]
+    pub quiet: u8,
+}
+
+impl Verbosity {
+    /// The log level these flags ask for; info by default.
+    pub fn level(self) -> log::LevelFilter {
+        match (self.verbose, self.quiet) {
+            (0, 0) => log::LevelFilter::Info,
+            (1, _) => log::LevelFilter::Debug,
+            (_, 0) => log::LevelFilter::Trace,
+            (_, 1) => log::LevelFilter::Warn,
+            _ => log::LevelFilter::Error,
+        }
+    }
+}
+
+/// Seconds as a non-negative, finite number, at most a year.
+fn parse_secs(s: &str) -> Result<f64, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if !secs.is_finite() || !(0.0..=31_536_000.0).contains(&secs) {
+        return Err(format!("`{s}` is out of range 0..=31536000 seconds"));
+    }
+    Ok(secs)
+}
+
+/// `secs` as an optional core duration: 0 means off.
+pub fn duration_or_off(secs: f64) -> Option<selecho_core::Duration> {
+    if secs == 0.0 {
+        return None;
+    }
+    Some(selecho_core::Duration::from_micros((secs * 1e6) as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn seconds_are_checked() {
+        assert_eq!(parse_secs("1.5"), Ok(1.5));
+        assert!(parse_secs("-1").is_err());
+        assert!(parse_secs("nan").is_err());
+        assert!(parse_secs("x").is_err());
+        assert_eq!(duration_or_off(0.0), None);
+        assert_eq!(
+            duration_or_off(2.5),
+            Some(selecho_core::Duration::from_millis(2_500))
+        );
+    }
+}
