@@ -1,0 +1,441 @@
+//! End-to-end tests of the TUN shell: the real `selecho tun` binary serving
+//! through smoltcp on a TUN or TAP device, reached by the kernel's TCP.
+//!
+//! They need root (CAP_NET_ADMIN) and `/dev/net/tun`. Each test thread
+//! moves into a network namespace of its own (`unshare(CLONE_NEWNET)`):
+//! the server it spawns and the client threads it starts inherit it, so the
+//! device, its addresses and its routes never touch the host's network, and
+//! the namespace (with the device in it) vanishes by itself once the thread
+//! and the server are gone — on success, on panic, or if the test binary is
+//! killed; there is nothing to clean up. Without root or `/dev/net/tun`, a
+//! test prints why and returns early.
+//!
+//! The argument checks (exit status 2) need no privilege and always run.
+
+mod common;
+mod scenarios;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::tcp::{BOUND, TcpServer};
+use common::{ServerProcess, run_to_end, selecho};
+use scenarios::{End, Server, assert_bytes, pattern};
+
+/// smoltcp's address on the device.
+const ADDRESS: &str = "10.77.0.2/24";
+/// The kernel's address on the device.
+const HOST_ADDRESS: &str = "10.77.0.1/24";
+
+/// Why TUN tests cannot run here, if they cannot.
+fn unsupported() -> Option<String> {
+    if !common::is_root() {
+        return Some("not root (the TUN tests need CAP_NET_ADMIN)".into());
+    }
+    if !std::path::Path::new("/dev/net/tun").exists() {
+        return Some("no /dev/net/tun".into());
+    }
+    None
+}
+
+/// Moves this thread (and what it spawns from now on) into a new, empty
+/// network namespace with loopback up. `Err` with a reason if it cannot.
+fn enter_fresh_netns() -> Result<(), String> {
+    if let Some(reason) = unsupported() {
+        return Err(reason);
+    }
+    // SAFETY: unshare(2) takes no pointers; CLONE_NEWNET affects only the calling thread.
+    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+        return Err(format!(
+            "unshare(CLONE_NEWNET): {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    ip(&["link", "set", "lo", "up"]);
+    Ok(())
+}
+
+/// Enters a fresh namespace, or prints why not and returns `false`: the
+/// caller returns early (a skip, said out loud).
+fn netns_or_skip(test: &str) -> bool {
+    match enter_fresh_netns() {
+        Ok(()) => true,
+        Err(reason) => {
+            say(&format!("skipped {test}: {reason}"));
+            false
+        }
+    }
+}
+
+/// Writes a line to the real stderr, past the test harness's capture, so
+/// a skip is always seen.
+fn say(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// Runs `ip ARGS` in this thread's namespace; panics if it fails.
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `selecho tun -q --ifname tun0 --address .. --host-address .. ARGS`.
+fn tun_cmd(args: &[&str]) -> Command {
+    let mut cmd = selecho();
+    cmd.args([
+        "tun",
+        "-q",
+        "--address",
+        ADDRESS,
+        "--host-address",
+        HOST_ADDRESS,
+    ]);
+    if !args.contains(&"--ifname") {
+        cmd.args(["--ifname", "tun0"]);
+    }
+    cmd.args(args);
+    cmd
+}
+
+/// A TUN server with the scenario's settings, in a namespace of its own;
+/// `None` (after saying why) where TUN tests cannot run.
+fn start(setup: scenarios::Setup) -> Option<TcpServer> {
+    if !netns_or_skip("a shared scenario") {
+        return None;
+    }
+    let mut args = vec!["--max-conns".to_owned(), setup.max_conns.to_string()];
+    if let Some(idle) = setup.idle_timeout {
+        args.extend(["--idle-timeout".to_owned(), idle.as_secs_f64().to_string()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Some(TcpServer::new(ServerProcess::start(tun_cmd(&args), 1)))
+}
+
+scenario_tests!(start, big = 1 << 20);
+
+/// Connects once: the stream, or the error (refused, …).
+fn try_connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let stream = TcpStream::connect_timeout(&addr, BOUND)?;
+    stream.set_read_timeout(Some(BOUND))?;
+    stream.set_write_timeout(Some(BOUND))?;
+    Ok(stream)
+}
+
+#[test]
+fn refuses_beyond_its_slots_then_recovers() {
+    if !netns_or_skip("refuses_beyond_its_slots_then_recovers") {
+        return;
+    }
+    let mut server = TcpServer::new(ServerProcess::start(tun_cmd(&["--max-conns", "2"]), 1));
+    let mut conns: Vec<TcpStream> = (0..2).map(|_| server.connect()).collect();
+    for (i, conn) in conns.iter_mut().enumerate() {
+        let msg = pattern(i as u64, 100);
+        assert_bytes(
+            &server.exchange(conn, &msg),
+            &msg,
+            "while filling the slots",
+        );
+    }
+    for _ in 0..3 {
+        let err =
+            try_connect(server.addr).expect_err("a third connection while both slots are busy");
+        assert_eq!(
+            err.kind(),
+            ErrorKind::ConnectionRefused,
+            "refused with RST: {err}"
+        );
+    }
+    // Free one slot; the next connection, made at once, is served.
+    let (rest, end) = server.stream_and_close(&mut conns[0], b"bye");
+    assert_bytes(&rest, b"bye", "the last bytes of the closing connection");
+    assert_eq!(end, End::Eof);
+    let mut fresh = try_connect(server.addr).expect("a connection once a slot is free");
+    let msg = pattern(7, 20_000);
+    assert_bytes(
+        &server.exchange(&mut fresh, &msg),
+        &msg,
+        "the new connection",
+    );
+    assert_bytes(
+        &server.exchange(&mut conns[1], &msg),
+        &msg,
+        "the other one still served",
+    );
+    // And the slots are full again.
+    let err = try_connect(server.addr).expect_err("full again");
+    assert_eq!(err.kind(), ErrorKind::ConnectionRefused);
+}
+
+#[test]
+fn tap_mode_echoes() {
+    if !netns_or_skip("tap_mode_echoes") {
+        return;
+    }
+    let mut server = TcpServer::new(ServerProcess::start(
+        tun_cmd(&["--tap", "--ifname", "tap0", "--port", "7", "--port", "7007"]),
+        2,
+    ));
+    assert_eq!(server.process.addrs.len(), 2);
+    for addr in server.process.addrs.clone() {
+        server.addr = addr;
+        let mut conn = server.connect();
+        let data = pattern(u64::from(addr.port()), 200_000);
+        let (got, end) = server.stream_and_close(&mut conn, &data);
+        assert_bytes(&got, &data, &format!("TAP echo on {addr}"));
+        assert_eq!(end, End::Eof);
+    }
+}
+
+#[test]
+fn ipv6_address() {
+    if !netns_or_skip("ipv6_address") {
+        return;
+    }
+    let mut cmd = selecho();
+    cmd.args([
+        "tun",
+        "-q",
+        "--ifname",
+        "tun6",
+        "--address",
+        "fd00:77::2/64",
+        "--host-address",
+        "fd00:77::1/64",
+    ]);
+    let mut server = TcpServer::new(ServerProcess::start(cmd, 1));
+    assert_eq!(server.addr.to_string(), "[fd00:77::2]:7007");
+    // The kernel's address needs duplicate address detection first.
+    let deadline = Instant::now() + BOUND;
+    let mut conn = loop {
+        match try_connect(server.addr) {
+            Ok(conn) => break conn,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => panic!("connect over IPv6: {e}"),
+        }
+    };
+    let data = pattern(6, 50_000);
+    assert_bytes(&server.exchange(&mut conn, &data), &data, "IPv6 echo");
+}
+
+#[test]
+fn sigterm_finishes_connections_then_exits_0() {
+    if !netns_or_skip("sigterm_finishes_connections_then_exits_0") {
+        return;
+    }
+    let mut server = TcpServer::new(ServerProcess::start(tun_cmd(&["--grace", "5"]), 1));
+    let mut conn = server.connect();
+    let msg = pattern(3, 1000);
+    assert_bytes(&server.exchange(&mut conn, &msg), &msg, "before the signal");
+    server.process.signal(libc::SIGTERM);
+    // The server closes its side gracefully: EOF, not a reset.
+    let (rest, end) = server.read_to_end(&mut conn);
+    assert!(rest.is_empty());
+    assert_eq!(end, End::Eof, "a graceful close on shutdown");
+    conn.shutdown(Shutdown::Write).ok();
+    drop(conn);
+    let (status, lines) = server.process.wait_exit(BOUND);
+    assert!(status.success(), "exit status {status:?}");
+    let stopped = lines
+        .iter()
+        .find(|l| l.starts_with("stopped:"))
+        .expect("a `stopped:` line");
+    assert!(stopped.contains("accepted=1"), "{stopped}");
+    assert!(stopped.contains("shut_down=1"), "{stopped}");
+}
+
+#[test]
+fn idle_server_uses_no_cpu() {
+    if !netns_or_skip("idle_server_uses_no_cpu") {
+        return;
+    }
+    let mut server = TcpServer::new(ServerProcess::start(tun_cmd(&[]), 1));
+    let mut conn = server.connect();
+    let msg = pattern(4, 100);
+    assert_bytes(&server.exchange(&mut conn, &msg), &msg, "one echo");
+    thread::sleep(Duration::from_millis(200));
+    let before = server.process.cpu_time();
+    thread::sleep(Duration::from_secs(1));
+    let used = server.process.cpu_time() - before;
+    assert!(
+        used < Duration::from_millis(50),
+        "an idle server used {used:?} of CPU in 1 s"
+    );
+    // Still serving.
+    assert_bytes(&server.exchange(&mut conn, &msg), &msg, "after idling");
+}
+
+#[test]
+fn device_of_the_other_mode_is_a_clear_error() {
+    if !netns_or_skip("device_of_the_other_mode_is_a_clear_error") {
+        return;
+    }
+    ip(&["tuntap", "add", "dev", "tapx", "mode", "tap"]);
+    let stderr = assert_exit(
+        &["tun", "--ifname", "tapx", "--address", ADDRESS],
+        1,
+        "tapx is a TAP device",
+    );
+    assert!(stderr.contains("--tap"), "{stderr}");
+    // And the other way round.
+    ip(&["tuntap", "add", "dev", "tunx", "mode", "tun"]);
+    assert_exit(
+        &["tun", "--tap", "--ifname", "tunx", "--address", ADDRESS],
+        1,
+        "tunx is a TUN device",
+    );
+    // Not a TUN/TAP device at all.
+    assert_exit(
+        &["tun", "--ifname", "lo", "--address", ADDRESS],
+        1,
+        "not a TUN/TAP device",
+    );
+}
+
+#[test]
+fn busy_device_is_a_clear_error() {
+    if !netns_or_skip("busy_device_is_a_clear_error") {
+        return;
+    }
+    let _server = ServerProcess::start(tun_cmd(&[]), 1);
+    assert_exit(
+        &["tun", "--ifname", "tun0", "--address", ADDRESS],
+        1,
+        "tun0 is busy",
+    );
+}
+
+#[test]
+fn works_without_host_address_once_configured_by_hand() {
+    if !netns_or_skip("works_without_host_address_once_configured_by_hand") {
+        return;
+    }
+    ip(&["tuntap", "add", "dev", "tunm", "mode", "tun"]);
+    let mut cmd = selecho();
+    cmd.args(["tun", "-q", "--ifname", "tunm", "--address", ADDRESS]);
+    let mut server = TcpServer::new(ServerProcess::start(cmd, 1));
+    ip(&["addr", "add", HOST_ADDRESS, "dev", "tunm"]);
+    ip(&["link", "set", "tunm", "up"]);
+    let mut conn = server.connect();
+    let msg = pattern(8, 3000);
+    assert_bytes(
+        &server.exchange(&mut conn, &msg),
+        &msg,
+        "echo on a device set up by hand",
+    );
+}
+
+/// Runs `selecho ARGS`; asserts exit status `code`, nothing on stdout,
+/// and that stderr mentions `what`. Returns stderr.
+#[track_caller]
+fn assert_exit(args: &[&str], code: i32, what: &str) -> String {
+    let (status, stdout, stderr) = run_to_end(args);
+    assert_eq!(status, Some(code), "exit status; stderr: {stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains(what),
+        "stderr should mention {what:?}: {stderr}"
+    );
+    stderr
+}
+
+/// [`assert_exit`] with status 2: a usage error.
+#[track_caller]
+fn assert_usage_error(args: &[&str], what: &str) {
+    assert_exit(args, 2, what);
+}
+
+#[test]
+fn bad_addresses_exit_2() {
+    // Checked before any device is touched: no privilege needed.
+    assert_usage_error(
+        &[
+            "tun",
+            "--address",
+            "10.7.0.2/24",
+            "--host-address",
+            "10.7.0.2/24",
+        ],
+        "smoltcp's own address",
+    );
+    assert_usage_error(
+        &[
+            "tun",
+            "--address",
+            "10.7.0.2/24",
+            "--host-address",
+            "10.8.0.1/24",
+        ],
+        "not in the same subnet",
+    );
+    assert_usage_error(
+        &[
+            "tun",
+            "--address",
+            "10.7.0.2/24",
+            "--host-address",
+            "fd00::1/64",
+        ],
+        "not in the same subnet",
+    );
+    assert_usage_error(&["tun", "--address", "10.7.0.2"], "ADDRESS/PREFIX");
+    assert_usage_error(&["tun", "--address", "10.7.0.300/24"], "not an IP address");
+    assert_usage_error(&["tun", "--address", "10.7.0.2/40"], "prefix length");
+    assert_usage_error(
+        &["tun", "--address", "10.7.0.2/24", "--max-conns", "100000"],
+        "--max-conns",
+    );
+    assert_usage_error(
+        &["tun", "--address", "10.7.0.2/24", "--port", "0"],
+        "port 0",
+    );
+    assert_usage_error(
+        &[
+            "tun",
+            "--address",
+            "10.7.0.2/24",
+            "--ifname",
+            "a-name-far-too-long",
+        ],
+        "--ifname",
+    );
+}
+
+/// Reading from the first connection while writing a big burst on a second
+/// shows the server moving data both ways on several connections at once.
+#[test]
+fn concurrent_streams() {
+    if !netns_or_skip("concurrent_streams") {
+        return;
+    }
+    let server = TcpServer::new(ServerProcess::start(tun_cmd(&["--max-conns", "8"]), 1));
+    let addr = server.addr;
+    thread::scope(|s| {
+        for i in 0..8u64 {
+            s.spawn(move || {
+                let mut conn = try_connect(addr).expect("connect");
+                let data = pattern(100 + i, 1 << 20);
+                let mut writer = conn.try_clone().expect("clone");
+                let sending = thread::spawn(move || {
+                    writer.write_all(&data).expect("write");
+                    writer.shutdown(Shutdown::Write).expect("shutdown");
+                    data
+                });
+                let mut got = Vec::new();
+                conn.read_to_end(&mut got).expect("read to end");
+                let data = sending.join().expect("writer");
+                assert_bytes(&got, &data, &format!("stream {i}"));
+            });
+        }
+    });
+}
