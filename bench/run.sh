@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Reproduces bench/results.{md,svg} (select shell vs tokio, loopback) and
+# bench/tun/results.{md,svg} (selecho tun, in a network namespace of its own).
+# Needs root for the TUN part; skips it with a message otherwise.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release -p selecho -p selecho-bench
+bin=target/release
+
+"$bin/selecho-bench" --rounds "${ROUNDS:-3}" --secs "${SECS:-2}" "$@"
+
+if [ "$(id -u)" != 0 ] || [ ! -e /dev/net/tun ]; then
+  echo "skipping the TUN benchmark: needs root and /dev/net/tun" >&2
+  exit 0
+fi
+ns="selecho-bench-$$"
+ip netns add "$ns"
+trap 'ip netns del "$ns"' EXIT
+ip -n "$ns" link set lo up
+mkdir -p bench/tun
+"$bin/selecho-bench" --rounds "${ROUNDS:-3}" --secs "${SECS:-2}" --out-dir bench/tun \
+  --only tun --server-netns "tun=$ns" \
+  --server "tun=ip netns exec $ns $bin/selecho tun -q --ifname tun0 --address 10.77.0.2/24 --host-address 10.77.0.1/24 --max-conns 128" \
+  --loads pingpong-1x64 --loads pingpong-10x64 --loads pingpong-100x64 --loads pingpong-100x4096 --loads stream-4x16384
