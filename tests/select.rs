@@ -14,7 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::tcp::{BOUND, TcpServer};
-use common::{ServerProcess, run_to_end, selecho};
+use common::{ServerProcess, counter, run_to_end, selecho};
 use scenarios::{End, Server, assert_bytes, pattern};
 
 /// `selecho --listen 127.0.0.1:0` with the scenario's settings.
@@ -196,24 +196,6 @@ fn wait_until_refused(addr: SocketAddr) {
     }
 }
 
-/// Waits for the process to exit with status 0; its `stopped: ...` line.
-fn stopped_line(process: &mut ServerProcess) -> String {
-    let (status, lines) = process.wait_exit(BOUND);
-    assert!(status.success(), "exit status {status}; stdout {lines:?}");
-    lines
-        .into_iter()
-        .find(|line| line.starts_with("stopped: "))
-        .expect("a `stopped: ` line")
-}
-
-/// The `key=N` field of a `stopped: ...` line.
-fn counter(line: &str, key: &str) -> u64 {
-    line.split_whitespace()
-        .find_map(|field| field.strip_prefix(key)?.strip_prefix('='))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
-}
-
 /// A server with `--grace grace` and a client that wrote until blocked
 /// and stopped reading: the server's queue and every buffer are full.
 /// Returns the server, the client and what it was writing.
@@ -243,7 +225,7 @@ fn sigterm_flushes_what_is_queued_then_exits_0() {
     assert_bytes(&got, &data[..got.len()], "the flushed bytes");
     assert_eq!(end, End::Eof, "a graceful close after the flush");
     drop(conn);
-    let stopped = &stopped_line(&mut server.process);
+    let stopped = &server.process.wait_stopped(BOUND);
     assert_eq!(counter(stopped, "bytes_out"), got.len() as u64, "{stopped}");
     assert_eq!(
         counter(stopped, "bytes_in"),
@@ -261,7 +243,7 @@ fn grace_period_ends_with_a_reset() {
     // The queue cannot drain within the grace period: nobody reads.
     let (mut server, mut conn, data) = client_not_reading("0.3");
     server.process.signal(libc::SIGTERM);
-    let stopped = &stopped_line(&mut server.process);
+    let stopped = &server.process.wait_stopped(BOUND);
     assert!(
         counter(stopped, "bytes_out") < counter(stopped, "bytes_in"),
         "bytes were still queued: {stopped}"
@@ -280,7 +262,7 @@ fn grace_period_ends_with_a_reset() {
 fn sigint_on_an_idle_server_exits_0_at_once() {
     let mut process = ServerProcess::start(server_cmd(&["--listen", "127.0.0.1:0"]), 1);
     process.signal(libc::SIGINT);
-    let stopped = stopped_line(&mut process);
+    let stopped = process.wait_stopped(BOUND);
     assert_eq!(counter(&stopped, "accepted"), 0, "{stopped}");
 }
 

@@ -108,6 +108,17 @@ impl ServerProcess {
         }
     }
 
+    /// Waits (up to `limit`) for the process to exit with status 0 and
+    /// returns its `stopped: <counters>` line.
+    pub fn wait_stopped(&mut self, limit: Duration) -> String {
+        let (status, lines) = self.wait_exit(limit);
+        assert!(status.success(), "exit status {status}; stdout {lines:?}");
+        lines
+            .into_iter()
+            .find(|line| line.starts_with("stopped: "))
+            .expect("a `stopped: ` line")
+    }
+
     fn try_wait(&mut self) -> Option<ExitStatus> {
         self.child.as_mut()?.try_wait().ok().flatten()
     }
@@ -125,6 +136,14 @@ impl Drop for ServerProcess {
             let _ = child.wait();
         }
     }
+}
+
+/// The `key=N` field of a `stopped: ...` line.
+pub fn counter(line: &str, key: &str) -> u64 {
+    line.split_whitespace()
+        .find_map(|field| field.strip_prefix(key)?.strip_prefix('='))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
 }
 
 /// Runs the binary to completion with `args`: (exit code, stdout, stderr).
