@@ -41,11 +41,13 @@
 //!   the peer may still send; write interest only while bytes are queued.
 //! - **No lost byte on a healthy connection**: after the peer half-closes,
 //!   every queued byte is offered for sending before the graceful close.
-//! - **Fairness**: in one turn a connection can take at most one `recv_buf`
-//!   (at most `Q` bytes) and send at most what it has queued (at most `Q`
-//!   bytes); it cannot read again until its queue has room. So however busy
-//!   one peer is, the work it gets per turn is bounded by `Q`, and a shell
-//!   that serves every ready connection once per turn serves all of them.
+//! - **Fairness**: one `recv_buf` lends at most `Q` bytes and one
+//!   `send_buf` offers at most what is queued (at most `Q`); a connection
+//!   cannot read again until its queue has room. So the work one connection
+//!   can claim per read/send pair is bounded by `Q`, however busy its peer,
+//!   and a shell that serves every ready connection a bounded number of
+//!   pairs per turn serves all of them. The select shell does one read per
+//!   ready connection per turn; the smoltcp adapter at most four.
 //! - **No panic** on any sequence of calls: misuse (stale ids, counts larger
 //!   than offered) returns an error and changes nothing.
 //!

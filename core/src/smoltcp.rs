@@ -65,6 +65,10 @@ use crate::{CloseHow, Config, ConnId, Counters, Duration, Echo, Instant};
 /// is aborted, unless [`SmolEcho::set_linger`] says otherwise.
 pub const DEFAULT_LINGER: Duration = Duration::from_secs(30);
 
+/// How many times a turn [`SmolEcho::poll`] moves bytes from one socket
+/// through the machine's queue and back: a full queue's worth each time.
+const MOVES: usize = 4;
+
 /// The core's instant as smoltcp's (both count microseconds).
 pub fn to_smoltcp(now: Instant) -> ::smoltcp::time::Instant {
     let micros = i64::try_from(now.total_micros()).unwrap_or(i64::MAX);
@@ -382,7 +386,9 @@ impl<const N: usize, const Q: usize> SmolEcho<N, Q> {
         }
     }
 
-    /// One connection's share of a turn: one receive, the FIN, the sends.
+    /// One connection's share of a turn: receive and send in turn while
+    /// bytes move (at most [`MOVES`] times, so one busy connection cannot
+    /// hold up the others for long), then the FIN.
     fn serve(&mut self, i: usize, id: ConnId, socket: &mut tcp::Socket<'_>, now: Instant) -> bool {
         if !matches!(socket.state(), State::Established | State::CloseWait) {
             // Reset by the peer or timed out by smoltcp: the socket is gone.
@@ -390,36 +396,43 @@ impl<const N: usize, const Q: usize> SmolEcho<N, Q> {
             return true;
         }
         let mut progress = false;
-        if let Ok(buf) = self.echo.recv_buf(id)
-            && !buf.is_empty()
-            && socket.can_recv()
-            && let Ok(n) = socket.recv_slice(buf)
-            && n > 0
-        {
-            let _ = self.echo.handle_received(id, n, now);
-            progress = true;
+        for _ in 0..MOVES {
+            let mut moved = false;
+            if let Ok(buf) = self.echo.recv_buf(id)
+                && !buf.is_empty()
+                && socket.can_recv()
+                && let Ok(n) = socket.recv_slice(buf)
+                && n > 0
+            {
+                let _ = self.echo.handle_received(id, n, now);
+                moved = true;
+            }
+            // The queue is a ring: its bytes may come in two pieces.
+            for _ in 0..2 {
+                let Ok(data) = self.echo.send_buf(id) else {
+                    break;
+                };
+                if data.is_empty() || !socket.can_send() {
+                    break;
+                }
+                match socket.send_slice(data) {
+                    Ok(n) if n > 0 => {
+                        let _ = self.echo.handle_sent(id, n, now);
+                        moved = true;
+                    }
+                    _ => break,
+                }
+            }
+            progress |= moved;
+            if !moved {
+                break;
+            }
         }
         // May not receive any more: the peer's FIN came and every byte before it was read.
         if !socket.may_recv() && !self.slots[i].fin_reported {
             self.slots[i].fin_reported = true;
             let _ = self.echo.handle_peer_closed(id, now);
             progress = true;
-        }
-        // The queue is a ring: its bytes may come in two pieces.
-        for _ in 0..2 {
-            let Ok(data) = self.echo.send_buf(id) else {
-                break;
-            };
-            if data.is_empty() || !socket.can_send() {
-                break;
-            }
-            match socket.send_slice(data) {
-                Ok(n) if n > 0 => {
-                    let _ = self.echo.handle_sent(id, n, now);
-                    progress = true;
-                }
-                _ => break,
-            }
         }
         progress
     }
