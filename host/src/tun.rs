@@ -4,8 +4,9 @@
 //!
 //! One thread, one loop: wait (poll(2)) for the device or the signal pipe,
 //! at most until smoltcp's or the machine's next deadline; then feed the
-//! device's packets to smoltcp, let the adapter move bytes, and let smoltcp
-//! send. An idle server sleeps in poll(2).
+//! device's packets to smoltcp, let the adapter move bytes, let smoltcp
+//! send, and let the device write what it coalesced. An idle server sleeps
+//! in poll(2).
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
@@ -213,8 +214,8 @@ pub fn run(args: &TunArgs, signals: &Signals) -> anyhow::Result<Counters> {
 
 fn serve(args: &TunArgs, plan: &Plan, signals: &Signals) -> anyhow::Result<Counters> {
     let name = args.ifname.as_str();
-    let fd =
-        tun::open(name, plan.mode).map_err(|(step, e)| open_error(name, plan.mode, step, e))?;
+    let attached = tun::open(name, plan.mode, true)
+        .map_err(|(step, e)| open_error(name, plan.mode, step, e))?;
     let mtu = set_mtu(name, args.mtu)?;
     match plan.host {
         Some(host) => configure_host_side(name, host)?,
@@ -225,7 +226,7 @@ fn serve(args: &TunArgs, plan: &Plan, signals: &Signals) -> anyhow::Result<Count
             );
         }
     }
-    let mut device = TunDevice::new(fd, plan.mode, mtu as usize);
+    let mut device = TunDevice::new(attached, plan.mode, mtu as usize);
 
     let clock = Clock::new();
     let hardware = match plan.mode {
@@ -318,6 +319,9 @@ fn serve(args: &TunArgs, plan: &Plan, signals: &Signals) -> anyhow::Result<Count
         // Sockets aborted this turn sent their RST: they may listen again.
         adapter.relisten(&mut sockets, now);
 
+        // What smoltcp sent goes out before we sleep (or look again).
+        device.flush();
+
         if let Some(stop) = stop_at {
             if adapter.is_empty() {
                 break;
@@ -326,6 +330,7 @@ fn serve(args: &TunArgs, plan: &Plan, signals: &Signals) -> anyhow::Result<Count
                 log::info!("grace period over; aborting what is left");
                 adapter.abort_all(&mut sockets, now);
                 iface.poll(stamp, &mut device, &mut sockets);
+                device.flush();
                 break;
             }
         }
@@ -358,9 +363,10 @@ fn serve(args: &TunArgs, plan: &Plan, signals: &Signals) -> anyhow::Result<Count
     }
     let stats = device.stats();
     log::debug!(
-        "{name}: {} packets in, {} out, {} dropped on send",
+        "{name}: {} packets in, {} out in {} writes, {} dropped on send",
         stats.rx,
         stats.tx,
+        stats.writes,
         stats.tx_dropped
     );
     Ok(*adapter.counters())
@@ -460,7 +466,7 @@ fn existing_kind(name: &str, mode: Mode) -> Option<Option<&'static str>> {
         Mode::Tun => (Mode::Tap, "TAP"),
         Mode::Tap => (Mode::Tun, "TUN"),
     };
-    match tun::open(name, other) {
+    match tun::open(name, other, false) {
         Ok(_probe) => Some(Some(label)),
         Err((OpenStep::Attach, e)) if e.raw_os_error() == Some(libc::EBUSY) => Some(Some(label)),
         Err((OpenStep::Attach, e)) if e.raw_os_error() == Some(libc::EINVAL) => Some(None),

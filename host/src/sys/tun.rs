@@ -1,5 +1,6 @@
 //! TUN/TAP devices and the few descriptor calls the TUN shell needs:
-//! attach (TUNSETIFF), MTU (SIOCGIFMTU/SIOCSIFMTU), read, write, poll.
+//! attach (TUNSETIFF, with a virtio-net header when the kernel offers one),
+//! offloads (TUNSETOFFLOAD), MTU (SIOCGIFMTU/SIOCSIFMTU), read, write, poll.
 
 use std::ffi::CStr;
 use std::io;
@@ -52,9 +53,25 @@ pub enum OpenStep {
     Attach,
 }
 
+/// A descriptor attached to a TUN/TAP interface by [`open`].
+#[derive(Debug)]
+pub struct Attached {
+    /// Non-blocking, close-on-exec.
+    pub fd: OwnedFd,
+    /// Every packet read or written starts with a `struct virtio_net_hdr`
+    /// ([`VNET_HDR_LEN`] bytes; `IFF_VNET_HDR`).
+    pub vnet_hdr: bool,
+}
+
+/// Size of the legacy `struct virtio_net_hdr` a TUN/TAP descriptor with
+/// `IFF_VNET_HDR` puts before each packet (the kernel's default size).
+pub const VNET_HDR_LEN: usize = 10;
+
 /// Opens `/dev/net/tun` (non-blocking, close-on-exec) and attaches it to the
 /// interface `name` in `mode`, creating the interface if it does not exist.
-pub fn open(name: &str, mode: Mode) -> Result<OwnedFd, (OpenStep, io::Error)> {
+/// With `vnet_hdr`, asks for a virtio-net header on every packet if the
+/// kernel offers it ([`Attached::vnet_hdr`] says whether it did).
+pub fn open(name: &str, mode: Mode, vnet_hdr: bool) -> Result<Attached, (OpenStep, io::Error)> {
     let mut ifr = ifreq_for(name).ok_or_else(|| (OpenStep::Attach, bad_name(name)))?;
     // SAFETY: the path is a NUL-terminated C string; open has no other memory effects.
     let fd = unsafe {
@@ -72,9 +89,52 @@ pub fn open(name: &str, mode: Mode) -> Result<OwnedFd, (OpenStep, io::Error)> {
         Mode::Tun => libc::IFF_TUN,
         Mode::Tap => libc::IFF_TAP,
     };
-    ifr.ifr_ifru.ifru_flags = (kind | libc::IFF_NO_PI) as libc::c_short;
+    let vnet_hdr = vnet_hdr && features(fd.as_fd()).is_ok_and(|f| f & libc::IFF_VNET_HDR != 0);
+    let mut flags = kind | libc::IFF_NO_PI;
+    if vnet_hdr {
+        flags |= libc::IFF_VNET_HDR;
+    }
+    ifr.ifr_ifru.ifru_flags = flags as libc::c_short;
     ifreq_ioctl(fd.as_fd(), libc::TUNSETIFF, &mut ifr).map_err(|e| (OpenStep::Attach, e))?;
-    Ok(fd)
+    Ok(Attached { fd, vnet_hdr })
+}
+
+/// The `IFF_*` flags this kernel's TUN driver supports (TUNGETFEATURES).
+fn features(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
+    let mut features: libc::c_uint = 0;
+    // SAFETY: TUNGETFEATURES writes one unsigned int through the pointer,
+    // which points to one, borrowed mutably for the call.
+    let rc = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::TUNGETFEATURES,
+            &mut features as *mut libc::c_uint,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(features as libc::c_int)
+}
+
+/// Tells the kernel which offloads the reader of `fd` (attached with a
+/// virtio-net header) handles (TUNSETOFFLOAD, `TUN_F_*`): with `TUN_F_CSUM`
+/// it may hand over packets whose transport checksum is not filled in, with
+/// `TUN_F_TSO4`/`TUN_F_TSO6` TCP segments larger than the MTU.
+pub fn set_offload(fd: BorrowedFd<'_>, offloads: libc::c_uint) -> io::Result<()> {
+    // SAFETY: TUNSETOFFLOAD takes its argument by value (an unsigned long of
+    // flags) and touches no memory of ours.
+    let rc = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::TUNSETOFFLOAD,
+            libc::c_ulong::from(offloads),
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// One interface ioctl (`request` takes a `struct ifreq`) on `fd`.
