@@ -311,6 +311,30 @@ fn busy_device_is_a_clear_error() {
 }
 
 #[test]
+fn permission_denied_is_a_clear_error() {
+    if !netns_or_skip("permission_denied_is_a_clear_error") {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    // A device owned by root: an unprivileged user may neither attach to it
+    // nor (with /dev/net/tun at mode 0600, as here) open the clone device.
+    ip(&["tuntap", "add", "dev", "tunr", "mode", "tun", "user", "0"]);
+    let out = selecho()
+        .args(["tun", "--ifname", "tunr", "--address", ADDRESS])
+        .uid(65_534)
+        .gid(65_534)
+        .output()
+        .expect("run selecho as nobody");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "exit status; stderr: {stderr}");
+    assert!(out.stdout.is_empty(), "nothing served");
+    assert!(
+        stderr.contains("permission denied") && stderr.contains("tunr"),
+        "a message naming the device and the cause: {stderr}"
+    );
+}
+
+#[test]
 fn works_without_host_address_once_configured_by_hand() {
     if !netns_or_skip("works_without_host_address_once_configured_by_hand") {
         return;

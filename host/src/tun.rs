@@ -435,7 +435,9 @@ fn open_error(name: &str, mode: Mode, step: OpenStep, e: std::io::Error) -> anyh
             "/dev/net/tun is missing: load the driver (`modprobe tun`), or give the container the device (e.g. `--device /dev/net/tun`)".to_owned()
         }
         (OpenStep::Device, Some(libc::EACCES | libc::EPERM)) => {
-            "permission denied opening /dev/net/tun: run as root or with CAP_NET_ADMIN".to_owned()
+            "permission denied opening /dev/net/tun: make it usable by your user (most systems ship it \
+             as mode 0666: `sudo chmod 0666 /dev/net/tun`), or run as root"
+                .to_owned()
         }
         (OpenStep::Attach, Some(libc::EPERM | libc::EACCES)) => format!(
             "permission denied: creating {name}, or attaching to one owned by another user, needs CAP_NET_ADMIN; \
