@@ -401,7 +401,14 @@ fn set_mtu(name: &str, mtu: u32) -> anyhow::Result<u32> {
 /// Gives the kernel's side of the device `host` and brings it up, with `ip`.
 fn configure_host_side(name: &str, host: Cidr) -> anyhow::Result<()> {
     let host = host.to_string();
-    ip(&["addr", "replace", &host, "dev", name])?;
+    // On this two-party link nobody else can hold the address: skip IPv6
+    // duplicate address detection, which would hold the address back (and
+    // so the peer) for a second or two after `listening on` is printed.
+    let mut args = vec!["addr", "replace", &host, "dev", name];
+    if host.contains(':') {
+        args.push("nodad");
+    }
+    ip(&args)?;
     ip(&["link", "set", "dev", name, "up"])?;
     log::info!("{name}: kernel side at {host}, up");
     Ok(())
