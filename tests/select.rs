@@ -14,7 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::tcp::{BOUND, TcpServer};
-use common::{ServerProcess, counter, run_to_end, selecho};
+use common::{ServerProcess, assert_usage_error, counter, run_to_end, selecho};
 use scenarios::{End, Server, assert_bytes, pattern};
 
 /// `selecho --listen 127.0.0.1:0` with the scenario's settings.
@@ -88,21 +88,6 @@ fn read_after_fin(conn: &mut TcpStream) -> (Vec<u8>, End) {
         Err(e) if e.kind() == ErrorKind::ConnectionReset => (got, End::Reset),
         Err(e) => panic!("read to end: {e}"),
     }
-}
-
-#[track_caller]
-fn assert_usage_error(args: &[&str], mentions: &str) {
-    let (code, stdout, stderr) = run_to_end(args);
-    assert_eq!(code, Some(2), "{args:?}: exit status; stderr: {stderr}");
-    assert!(
-        stdout.is_empty(),
-        "{args:?}: nothing on stdout, got {stdout:?}"
-    );
-    let first = stderr.lines().next().unwrap_or_default();
-    assert!(
-        first.starts_with("error:") && first.contains(mentions),
-        "{args:?}: the first line of stderr names the problem: {stderr:?}"
-    );
 }
 
 #[test]

@@ -22,7 +22,7 @@ use std::thread;
 use std::time::Duration;
 
 use common::tcp::{BOUND, TcpServer};
-use common::{ServerProcess, run_to_end, selecho};
+use common::{ServerProcess, assert_exit, assert_usage_error, selecho};
 use scenarios::{End, Server, assert_bytes, pattern};
 
 /// smoltcp's address on the device.
@@ -342,26 +342,6 @@ fn works_without_host_address_once_configured_by_hand() {
         &msg,
         "echo on a device set up by hand",
     );
-}
-
-/// Runs `selecho ARGS`; asserts exit status `code`, nothing on stdout,
-/// and that stderr mentions `what`. Returns stderr.
-#[track_caller]
-fn assert_exit(args: &[&str], code: i32, what: &str) -> String {
-    let (status, stdout, stderr) = run_to_end(args);
-    assert_eq!(status, Some(code), "exit status; stderr: {stderr}");
-    assert!(stdout.is_empty(), "{stdout}");
-    assert!(
-        stderr.contains(what),
-        "stderr should mention {what:?}: {stderr}"
-    );
-    stderr
-}
-
-/// [`assert_exit`] with status 2: a usage error.
-#[track_caller]
-fn assert_usage_error(args: &[&str], what: &str) {
-    assert_exit(args, 2, what);
 }
 
 #[test]

@@ -146,6 +146,39 @@ pub fn counter(line: &str, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
 }
 
+/// Runs `selecho ARGS`; asserts exit status `code`, nothing on stdout, and
+/// that stderr mentions `what`. Returns stderr.
+#[track_caller]
+pub fn assert_exit(args: &[&str], code: i32, what: &str) -> String {
+    let (status, stdout, stderr) = run_to_end(args);
+    assert_eq!(
+        status,
+        Some(code),
+        "{args:?}: exit status; stderr: {stderr}"
+    );
+    assert!(
+        stdout.is_empty(),
+        "{args:?}: nothing on stdout, got {stdout:?}"
+    );
+    assert!(
+        stderr.contains(what),
+        "{args:?}: stderr should mention {what:?}: {stderr}"
+    );
+    stderr
+}
+
+/// [`assert_exit`] with status 2, and the problem named on the first line
+/// of stderr, after `error:`.
+#[track_caller]
+pub fn assert_usage_error(args: &[&str], what: &str) {
+    let stderr = assert_exit(args, 2, what);
+    let first = stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("error:") && first.contains(what),
+        "{args:?}: the first line of stderr names the problem: {stderr:?}"
+    );
+}
+
 /// Runs the binary to completion with `args`: (exit code, stdout, stderr).
 pub fn run_to_end(args: &[&str]) -> (Option<i32>, String, String) {
     let out = selecho()
