@@ -81,47 +81,34 @@ impl fmt::Display for StaleId {
 
 impl core::error::Error for StaleId {}
 
-/// Why [`Echo::handle_received`] refused a report.
+/// Why [`Echo::handle_received`] or [`Echo::handle_sent`] refused a report
+/// of bytes moved. Nothing changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum RecvError {
+pub enum ReportError {
     /// See [`StaleId`].
     Stale,
-    /// More bytes than [`Echo::recv_buf`] offered: a bug in the shell. Nothing changed.
+    /// More bytes than [`Echo::recv_buf`] (or [`Echo::send_buf`]) offered:
+    /// a bug in the shell.
     Overflow,
 }
 
-impl fmt::Display for RecvError {
+impl fmt::Display for ReportError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RecvError::Stale => f.write_str("stale connection id"),
-            RecvError::Overflow => f.write_str("more bytes received than recv_buf offered"),
+            ReportError::Stale => f.write_str("stale connection id"),
+            ReportError::Overflow => f.write_str("more bytes reported than the buffer offered"),
         }
     }
 }
 
-impl core::error::Error for RecvError {}
+impl core::error::Error for ReportError {}
 
-/// Why [`Echo::handle_sent`] refused a report.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum SendError {
-    /// See [`StaleId`].
-    Stale,
-    /// More bytes than [`Echo::send_buf`] offered: a bug in the shell. Nothing changed.
-    Overflow,
-}
-
-impl fmt::Display for SendError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SendError::Stale => f.write_str("stale connection id"),
-            SendError::Overflow => f.write_str("more bytes sent than send_buf offered"),
-        }
+impl From<StaleId> for ReportError {
+    fn from(StaleId: StaleId) -> Self {
+        ReportError::Stale
     }
 }
-
-impl core::error::Error for SendError {}
 
 /// Where one connection is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -297,15 +284,22 @@ impl<H: Copy, const N: usize, const Q: usize> Echo<H, N, Q> {
     }
 
     /// `n` bytes were read into the front of [`recv_buf`](Self::recv_buf).
-    pub fn handle_received(&mut self, id: ConnId, n: usize, now: Instant) -> Result<(), RecvError> {
-        let i = self.live(id).map_err(|StaleId| RecvError::Stale)?;
+    pub fn handle_received(
+        &mut self,
+        id: ConnId,
+        n: usize,
+        now: Instant,
+    ) -> Result<(), ReportError> {
+        let i = self.live(id)?;
         if n == 0 {
             return Ok(());
         }
         if self.meta[i].state != State::Open {
-            return Err(RecvError::Overflow);
+            return Err(ReportError::Overflow);
         }
-        self.queues[i].commit(n).map_err(|_| RecvError::Overflow)?;
+        self.queues[i]
+            .commit(n)
+            .map_err(|_| ReportError::Overflow)?;
         self.meta[i].last_activity = now;
         self.counters.bytes_in += n as u64;
         trace!("{} received {}", id, n);
@@ -314,13 +308,13 @@ impl<H: Copy, const N: usize, const Q: usize> Echo<H, N, Q> {
 
     /// The peer will send no more (a read returned end of stream). What is
     /// queued is still sent; then the machine orders a graceful close.
-    pub fn handle_peer_closed(&mut self, id: ConnId, now: Instant) -> Result<(), StaleId> {
+    pub fn handle_end_of_stream(&mut self, id: ConnId, now: Instant) -> Result<(), StaleId> {
         let i = self.live(id)?;
         if self.meta[i].state != State::Open {
             return Ok(());
         }
         debug!(
-            "{} peer closed, {} bytes to drain",
+            "{} end of stream, {} bytes to drain",
             id,
             self.queues[i].len()
         );
@@ -337,12 +331,14 @@ impl<H: Copy, const N: usize, const Q: usize> Echo<H, N, Q> {
     }
 
     /// The first `n` bytes of [`send_buf`](Self::send_buf) were sent.
-    pub fn handle_sent(&mut self, id: ConnId, n: usize, now: Instant) -> Result<(), SendError> {
-        let i = self.live(id).map_err(|StaleId| SendError::Stale)?;
+    pub fn handle_sent(&mut self, id: ConnId, n: usize, now: Instant) -> Result<(), ReportError> {
+        let i = self.live(id)?;
         if n == 0 {
             return Ok(());
         }
-        self.queues[i].consume(n).map_err(|_| SendError::Overflow)?;
+        self.queues[i]
+            .consume(n)
+            .map_err(|_| ReportError::Overflow)?;
         self.meta[i].last_activity = now;
         self.counters.bytes_out += n as u64;
         trace!("{} sent {}", id, n);

@@ -23,7 +23,7 @@
 //!      [`accepting`](Echo::accepting); for each ready connection read into
 //!      [`recv_buf`](Echo::recv_buf) and report
 //!      [`handle_received`](Echo::handle_received) (or
-//!      [`handle_peer_closed`](Echo::handle_peer_closed) on end of stream,
+//!      [`handle_end_of_stream`](Echo::handle_end_of_stream) on end of stream,
 //!      [`handle_reset`](Echo::handle_reset) on error), send from
 //!      [`send_buf`](Echo::send_buf) and report
 //!      [`handle_sent`](Echo::handle_sent); and
@@ -77,7 +77,7 @@
 //!         let fd = echo.handle(id).unwrap();
 //!         let buf = echo.recv_buf(id).unwrap();
 //!         match read(fd, buf) {
-//!             Ok(0) => echo.handle_peer_closed(id, now).unwrap(),
+//!             Ok(0) => echo.handle_end_of_stream(id, now).unwrap(),
 //!             Ok(n) => echo.handle_received(id, n, now).unwrap(),
 //!             Err(_) => echo.handle_reset(id).unwrap(),
 //!         }
@@ -127,6 +127,6 @@ pub mod smoltcp;
 mod time;
 
 pub use conn::{Close, CloseHow, CloseReason, ConnId, Counters, Interest};
-pub use echo::{AcceptError, Config, Echo, RecvError, SendError, StaleId};
+pub use echo::{AcceptError, Config, Echo, ReportError, StaleId};
 pub use queue::ByteQueue;
 pub use time::{Duration, Instant};

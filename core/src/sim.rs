@@ -435,7 +435,7 @@ fn receive<const N: usize, const Q: usize, const P: usize>(
     now: Instant,
 ) -> bool {
     if client.to_server.is_empty() {
-        return client.shut_write && echo.handle_peer_closed(id, now).is_ok();
+        return client.shut_write && echo.handle_end_of_stream(id, now).is_ok();
     }
     let Ok(buf) = echo.recv_buf(id) else {
         return false;

@@ -431,7 +431,7 @@ impl<const N: usize, const Q: usize> SmolEcho<N, Q> {
         // May not receive any more: the peer's FIN came and every byte before it was read.
         if !socket.may_recv() && !self.slots[i].fin_reported {
             self.slots[i].fin_reported = true;
-            let _ = self.echo.handle_peer_closed(id, now);
+            let _ = self.echo.handle_end_of_stream(id, now);
             progress = true;
         }
         progress

@@ -3,7 +3,7 @@
 
 use selecho_core::{
     AcceptError, Close, CloseHow, CloseReason, Config, ConnId, Counters, Duration, Echo, Instant,
-    Interest, RecvError, SendError, StaleId,
+    Interest, ReportError, StaleId,
 };
 
 const T0: Instant = Instant::ZERO;
@@ -101,13 +101,13 @@ fn half_close_echoes_every_queued_byte_then_closes_gracefully() {
     let mut echo: Echo<u32, 2, 16> = Echo::new(Config::new());
     let id = echo.handle_accept(9, T0).unwrap();
     recv(&mut echo, id, b"abc", T0);
-    echo.handle_peer_closed(id, T0).unwrap();
+    echo.handle_end_of_stream(id, T0).unwrap();
 
     assert_eq!(echo.interest(id), Ok(WRITE));
     assert!(echo.recv_buf(id).unwrap().is_empty());
-    assert_eq!(echo.handle_received(id, 1, T0), Err(RecvError::Overflow));
+    assert_eq!(echo.handle_received(id, 1, T0), Err(ReportError::Overflow));
     // A second end of stream changes nothing.
-    echo.handle_peer_closed(id, T0).unwrap();
+    echo.handle_end_of_stream(id, T0).unwrap();
     assert_eq!(echo.poll_close(), None);
 
     assert_eq!(send(&mut echo, id, 2, T0), b"ab");
@@ -140,7 +140,7 @@ fn half_close_echoes_every_queued_byte_then_closes_gracefully() {
 fn half_close_with_nothing_queued_closes_at_once() {
     let mut echo: Echo<u32, 1, 4> = Echo::new(Config::new());
     let id = echo.handle_accept(1, T0).unwrap();
-    echo.handle_peer_closed(id, T0).unwrap();
+    echo.handle_end_of_stream(id, T0).unwrap();
     let [close] = closes(&mut echo)[..] else {
         panic!("one close expected")
     };
@@ -158,7 +158,7 @@ fn a_full_queue_turns_read_interest_off_until_a_send() {
     assert_eq!(recv(&mut echo, id, b"0123456789", T0), 8);
     assert_eq!(echo.interest(id), Ok(WRITE));
     assert!(echo.recv_buf(id).unwrap().is_empty());
-    assert_eq!(echo.handle_received(id, 1, T0), Err(RecvError::Overflow));
+    assert_eq!(echo.handle_received(id, 1, T0), Err(ReportError::Overflow));
 
     assert_eq!(send(&mut echo, id, 3, T0), b"012");
     assert_eq!(echo.interest(id), Ok(BOTH));
@@ -212,12 +212,12 @@ fn max_connections_caps_the_table_below_its_size() {
 fn assert_stale<const N: usize, const Q: usize>(echo: &mut Echo<u32, N, Q>, id: ConnId) {
     let before = *echo.counters();
     assert_eq!(echo.recv_buf(id).map(|b| b.len()), Err(StaleId));
-    assert_eq!(echo.handle_received(id, 0, T0), Err(RecvError::Stale));
-    assert_eq!(echo.handle_received(id, 1, T0), Err(RecvError::Stale));
+    assert_eq!(echo.handle_received(id, 0, T0), Err(ReportError::Stale));
+    assert_eq!(echo.handle_received(id, 1, T0), Err(ReportError::Stale));
     assert_eq!(echo.send_buf(id).map(<[u8]>::len), Err(StaleId));
-    assert_eq!(echo.handle_sent(id, 0, T0), Err(SendError::Stale));
-    assert_eq!(echo.handle_sent(id, 1, T0), Err(SendError::Stale));
-    assert_eq!(echo.handle_peer_closed(id, T0), Err(StaleId));
+    assert_eq!(echo.handle_sent(id, 0, T0), Err(ReportError::Stale));
+    assert_eq!(echo.handle_sent(id, 1, T0), Err(ReportError::Stale));
+    assert_eq!(echo.handle_end_of_stream(id, T0), Err(StaleId));
     assert_eq!(echo.handle_reset(id), Err(StaleId));
     assert_eq!(echo.close(id), Err(StaleId));
     assert_eq!(echo.interest(id), Err(StaleId));
@@ -300,7 +300,7 @@ fn reset_while_draining_aborts() {
     let mut echo: Echo<u32, 1, 8> = Echo::new(Config::new());
     let id = echo.handle_accept(5, T0).unwrap();
     recv(&mut echo, id, b"12", T0);
-    echo.handle_peer_closed(id, T0).unwrap();
+    echo.handle_end_of_stream(id, T0).unwrap();
     echo.handle_reset(id).unwrap();
     let close = echo.poll_close().unwrap();
     assert_eq!(
@@ -384,7 +384,7 @@ fn a_draining_connection_times_out_too() {
     let mut echo: Echo<u32, 1, 8> = Echo::new(Config::new().with_idle_timeout(Some(idle)));
     let id = echo.handle_accept(1, T0).unwrap();
     recv(&mut echo, id, b"stuck", T0);
-    echo.handle_peer_closed(id, Instant::from_millis(100))
+    echo.handle_end_of_stream(id, Instant::from_millis(100))
         .unwrap();
     assert_eq!(echo.poll_timeout(), Some(Instant::from_millis(600)));
     echo.handle_timeout(Instant::from_millis(600));
@@ -432,7 +432,7 @@ fn many_interleaved_connections_keep_their_own_bytes() {
     assert_eq!(echo.counters().bytes_in, total);
     assert_eq!(echo.counters().bytes_out, total);
     for (i, &id) in ids.iter().enumerate() {
-        echo.handle_peer_closed(id, T0).unwrap();
+        echo.handle_end_of_stream(id, T0).unwrap();
         assert_eq!(echo.poll_close().map(|c| c.handle), Some(i as u32));
     }
     assert_eq!(echo.counters().closed, N as u64);
@@ -498,7 +498,7 @@ fn begin_shutdown_keeps_the_reason_of_a_connection_already_draining() {
     let mut echo: Echo<u32, 1, 8> = Echo::new(Config::new());
     let id = echo.handle_accept(1, T0).unwrap();
     recv(&mut echo, id, b"ab", T0);
-    echo.handle_peer_closed(id, T0).unwrap();
+    echo.handle_end_of_stream(id, T0).unwrap();
     echo.begin_shutdown();
     send(&mut echo, id, 99, T0);
     assert_eq!(echo.poll_close().unwrap().reason, CloseReason::Done);
@@ -522,17 +522,17 @@ fn overflow_reports_change_nothing() {
     let offered = echo.recv_buf(id).unwrap().len();
     assert_eq!(
         echo.handle_received(id, offered + 1, later),
-        Err(RecvError::Overflow)
+        Err(ReportError::Overflow)
     );
     // More than the contiguous piece, though no more than the queue holds.
-    assert_eq!(echo.handle_sent(id, 5, later), Err(SendError::Overflow));
+    assert_eq!(echo.handle_sent(id, 5, later), Err(ReportError::Overflow));
     assert_eq!(
         echo.handle_sent(id, usize::MAX, later),
-        Err(SendError::Overflow)
+        Err(ReportError::Overflow)
     );
     assert_eq!(
         echo.handle_received(id, usize::MAX, later),
-        Err(RecvError::Overflow)
+        Err(ReportError::Overflow)
     );
 
     assert_eq!(*echo.counters(), counters);
@@ -554,9 +554,9 @@ fn connections_lists_exactly_the_live_ones_with_their_interest() {
     recv(&mut echo, some, b"s", T0);
     recv(&mut echo, full, b"ffff", T0);
     recv(&mut echo, draining, b"dd", T0);
-    echo.handle_peer_closed(draining, T0).unwrap();
+    echo.handle_end_of_stream(draining, T0).unwrap();
     echo.handle_reset(reset).unwrap();
-    echo.handle_peer_closed(closed, T0).unwrap();
+    echo.handle_end_of_stream(closed, T0).unwrap();
 
     let expected = [
         (idle, 10, READ),

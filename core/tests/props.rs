@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, VecDeque};
 use proptest::prelude::*;
 use selecho_core::{
     AcceptError, ByteQueue, Close, CloseHow, CloseReason, Config, ConnId, Counters, Duration, Echo,
-    Instant, Interest, RecvError, SendError, StaleId,
+    Instant, Interest, ReportError, StaleId,
 };
 
 const N: usize = 4;
@@ -228,7 +228,10 @@ impl Run {
         let Some(slot) = self.live(id) else {
             assert_eq!(self.echo.recv_buf(id).map(|b| b.len()), Err(StaleId));
             let n = data.len();
-            return assert_eq!(self.echo.handle_received(id, n, now), Err(RecvError::Stale));
+            return assert_eq!(
+                self.echo.handle_received(id, n, now),
+                Err(ReportError::Stale)
+            );
         };
         let conn = self.conns.get_mut(&slot).unwrap();
         let buf = self.echo.recv_buf(id).unwrap();
@@ -245,7 +248,7 @@ impl Run {
         if over {
             // Nothing changes, as the checks after this event confirm.
             let result = self.echo.handle_received(id, offered + 1, now);
-            assert_eq!(result, Err(RecvError::Overflow));
+            assert_eq!(result, Err(ReportError::Overflow));
         }
         assert_eq!(self.echo.handle_received(id, n, now), Ok(()));
         if n == 0 {
@@ -262,7 +265,7 @@ impl Run {
         let now = self.now;
         let Some(slot) = self.live(id) else {
             assert_eq!(self.echo.send_buf(id).map(<[u8]>::len), Err(StaleId));
-            return assert_eq!(self.echo.handle_sent(id, n, now), Err(SendError::Stale));
+            return assert_eq!(self.echo.handle_sent(id, n, now), Err(ReportError::Stale));
         };
         let conn = self.conns.get_mut(&slot).unwrap();
         let data = self.echo.send_buf(id).unwrap().to_vec();
@@ -274,7 +277,7 @@ impl Run {
         assert_eq!(data.is_empty(), unsent.is_empty());
         let result = self.echo.handle_sent(id, n, now);
         if n > data.len() {
-            return assert_eq!(result, Err(SendError::Overflow));
+            return assert_eq!(result, Err(ReportError::Overflow));
         }
         assert_eq!(result, Ok(()));
         if n == 0 {
@@ -294,7 +297,7 @@ impl Run {
 
     fn peer_closed(&mut self, pick: usize) {
         let Some(id) = self.pick(pick) else { return };
-        let result = self.echo.handle_peer_closed(id, self.now);
+        let result = self.echo.handle_end_of_stream(id, self.now);
         let Some(slot) = self.live(id) else {
             return assert_eq!(result, Err(StaleId));
         };

@@ -312,7 +312,7 @@ impl<'a> Shell<'a> {
             // Empty once shutting down (or the queue is full): nothing to read.
             if !buf.is_empty() {
                 let reported = match net::recv(fd, buf) {
-                    Ok(0) => self.echo.handle_peer_closed(id, now).is_ok(),
+                    Ok(0) => self.echo.handle_end_of_stream(id, now).is_ok(),
                     Ok(n) => self.echo.handle_received(id, n, now).is_ok(),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => true,
                     Err(e) => {
