@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use socket2::SockRef;
 
-use super::ServerProcess;
+use crate::process::ServerProcess;
 use crate::scenarios::{End, Server};
 
 /// The longest any single wait may take before the test fails.
@@ -35,28 +35,27 @@ impl TcpServer {
     }
 }
 
+/// Connects to `addr` with [`BOUND`] time-outs on every call: the stream,
+/// or the error (refused, reset, …).
+pub fn try_connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let stream = TcpStream::connect_timeout(&addr, BOUND)?;
+    stream.set_read_timeout(Some(BOUND))?;
+    stream.set_write_timeout(Some(BOUND))?;
+    Ok(stream)
+}
+
 impl Server for TcpServer {
     type Conn = TcpStream;
 
     fn connect(&mut self) -> TcpStream {
-        let stream = TcpStream::connect_timeout(&self.addr, BOUND).expect("connect");
+        let stream = try_connect(self.addr).expect("connect");
         stream.set_nodelay(true).expect("TCP_NODELAY");
-        stream.set_read_timeout(Some(BOUND)).expect("read time-out");
-        stream
-            .set_write_timeout(Some(BOUND))
-            .expect("write time-out");
         stream
     }
 
     fn connect_when_full(&mut self) -> Option<TcpStream> {
-        match TcpStream::connect_timeout(&self.addr, BOUND) {
-            Ok(stream) => {
-                stream.set_read_timeout(Some(BOUND)).expect("read time-out");
-                stream
-                    .set_write_timeout(Some(BOUND))
-                    .expect("write time-out");
-                Some(stream)
-            }
+        match try_connect(self.addr) {
+            Ok(stream) => Some(stream),
             Err(e) if e.kind() == ErrorKind::ConnectionRefused => None,
             Err(e) => panic!("connect while full: {e}"),
         }
