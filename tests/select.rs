@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use selecho_testkit::pattern::bytes as pattern;
 use selecho_testkit::process::{ServerProcess, assert_usage_error, counter, run_to_end};
 use selecho_testkit::scenarios::{self, End, Server, assert_bytes};
-use selecho_testkit::tcp::{BOUND, TcpServer, try_connect};
+use selecho_testkit::tcp::{BOUND, TcpServer, stats_count_an_echo, try_connect};
 use selecho_testkit::{scenario_tests, selecho};
 
 /// `selecho --listen 127.0.0.1:0` with the scenario's settings.
@@ -360,6 +360,14 @@ fn descriptor_flood_does_not_spin_and_recovers() {
             "no newcomer served after the flood"
         );
     }
+}
+
+#[test]
+fn stats_interval_logs_the_counters() {
+    let mut cmd = selecho!();
+    cmd.args(["--listen", "127.0.0.1:0", "--stats-interval", "0.05"]);
+    let mut server = TcpServer::new(ServerProcess::start(cmd, 1));
+    stats_count_an_echo(&mut server, 1234);
 }
 
 #[test]

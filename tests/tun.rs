@@ -25,7 +25,7 @@ use selecho_testkit::process::{
     ServerProcess, SharedCopy, assert_exit, assert_usage_error, counter,
 };
 use selecho_testkit::scenarios::{self, End, Server, assert_bytes};
-use selecho_testkit::tcp::{BOUND, TcpServer, try_connect};
+use selecho_testkit::tcp::{BOUND, TcpServer, stats_count_an_echo, try_connect};
 use selecho_testkit::{scenario_tests, selecho};
 
 /// smoltcp's address on the device.
@@ -170,6 +170,17 @@ fn sigterm_finishes_connections_then_exits_0() {
         let stopped = server.process.wait_stopped(BOUND);
         assert_eq!(counter(&stopped, "accepted"), 1, "{stopped}");
         assert_eq!(counter(&stopped, "shut_down"), 1, "{stopped}");
+    });
+}
+
+#[test]
+fn stats_interval_logs_the_counters() {
+    netns::test(|| {
+        let mut cmd = tun_cmd(&["--stats-interval", "0.05"]);
+        // Over the -q of tun_cmd: info, where stats lines go.
+        cmd.env("SELECHO_LOG", "info");
+        let mut server = TcpServer::new(ServerProcess::start(cmd, 1));
+        stats_count_an_echo(&mut server, 1234);
     });
 }
 

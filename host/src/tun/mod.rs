@@ -23,6 +23,8 @@ mod host_side;
 mod plan;
 mod serve;
 mod setup;
+#[cfg(test)]
+mod testing;
 mod vnet;
 
 use selecho_core::Counters;

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -24,6 +24,9 @@ pub struct ServerProcess {
     pub addrs: Vec<SocketAddr>,
     /// Lines printed on stdout after the `listening on` ones.
     lines: mpsc::Receiver<String>,
+    /// Lines printed on stderr (the log), also passed on to the test's
+    /// stderr, where the harness shows them if the test fails.
+    log: mpsc::Receiver<String>,
 }
 
 impl ServerProcess {
@@ -33,13 +36,15 @@ impl ServerProcess {
     pub fn spawn(mut cmd: Command, listeners: usize, within: Duration) -> Result<Self, String> {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(|e| format!("spawn {cmd:?}: {e}"))?;
         let stdout = child.stdout.take().ok_or("stdout is not piped")?;
+        let stderr = child.stderr.take().ok_or("stderr is not piped")?;
         let mut server = ServerProcess {
             child: Some(child),
             addrs: Vec::new(),
-            lines: forward_lines(stdout),
+            lines: forward_lines(stdout, false),
+            log: forward_lines(stderr, true),
         };
         let deadline = Instant::now() + within;
         while server.addrs.len() < listeners {
@@ -81,6 +86,18 @@ impl ServerProcess {
     pub fn next_line(&mut self, deadline: Instant) -> Option<String> {
         let left = deadline.saturating_duration_since(Instant::now());
         self.lines.recv_timeout(left).ok()
+    }
+
+    /// The next log line (stderr) that contains `what`, waiting until
+    /// `deadline`; `None` on exit or time-out.
+    pub fn log_line(&mut self, what: &str, deadline: Instant) -> Option<String> {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self.log.recv_timeout(left).ok()?;
+            if line.contains(what) {
+                return Some(line);
+            }
+        }
     }
 
     /// Sends `signal` (e.g. `libc::SIGTERM`).
@@ -271,19 +288,23 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-fn forward_lines(stdout: ChildStdout) -> mpsc::Receiver<String> {
+/// Lines of `out` as they come, on a channel (and on this process's
+/// stderr too if `echo`); drains `out` to its end so the child never blocks
+/// on a full pipe.
+fn forward_lines(out: impl Read + Send + 'static, echo: bool) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
-        let mut reader = BufReader::new(stdout);
+        let mut reader = BufReader::new(out);
         let mut line = String::new();
         while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
-            if tx.send(line.trim_end().to_owned()).is_err() {
-                break;
+            let trimmed = line.trim_end();
+            if echo {
+                eprintln!("{trimmed}");
             }
+            // A receiver gone (the test is done with the lines) is fine.
+            let _ = tx.send(trimmed.to_owned());
             line.clear();
         }
-        // Drain anything left so the child never blocks on a full pipe.
-        let _ = reader.read_to_end(&mut Vec::new());
     });
     rx
 }

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use socket2::SockRef;
 
-use crate::process::ServerProcess;
+use crate::pattern;
+use crate::process::{ServerProcess, counter};
 use crate::scenarios::{End, Server};
 
 /// The longest any single wait may take before the test fails.
@@ -126,6 +127,28 @@ impl Server for TcpServer {
             .set_linger(Some(Duration::ZERO))
             .expect("SO_LINGER 0");
         drop(conn);
+    }
+}
+
+/// For a server started with a short `--stats-interval` and info logging:
+/// after one echo of `n` bytes, a stats line in the log counts it.
+pub fn stats_count_an_echo(server: &mut TcpServer, n: usize) {
+    let mut conn = server.connect();
+    let msg = pattern::bytes(77, n);
+    let got = server.exchange(&mut conn, &msg);
+    crate::scenarios::assert_bytes(&got, &msg, "the echo before the stats");
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let line = server
+            .process
+            .log_line("stats: ", deadline)
+            .expect("a stats line within the bound");
+        if counter(&line, "bytes_out") == n as u64 {
+            assert!(line.contains("stats: 1 open, "), "{line}");
+            assert_eq!(counter(&line, "accepted"), 1, "{line}");
+            assert_eq!(counter(&line, "bytes_in"), n as u64, "{line}");
+            return;
+        }
     }
 }
 
