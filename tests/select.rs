@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 use selecho_testkit::pattern::bytes as pattern;
 use selecho_testkit::process::{ServerProcess, assert_usage_error, counter, run_to_end};
 use selecho_testkit::scenarios::{self, End, Server, assert_bytes};
-use selecho_testkit::tcp::{BOUND, TcpServer, stats_count_an_echo, try_connect};
+use selecho_testkit::tcp::{
+    BOUND, TcpServer, half_closed_client_at_sigterm, stats_count_an_echo, try_connect,
+    wait_until_refused,
+};
 use selecho_testkit::{scenario_tests, selecho};
 
 /// `selecho --listen 127.0.0.1:0` with the scenario's settings.
@@ -164,25 +167,9 @@ fn several_listeners_all_serve() {
     }
 }
 
-/// Waits until connecting to `addr` is refused (the server closed its
-/// listeners): the sign that it has taken the signal.
-fn wait_until_refused(addr: SocketAddr) {
-    let deadline = Instant::now() + BOUND;
-    loop {
-        match TcpStream::connect_timeout(&addr, BOUND) {
-            Err(e) if e.kind() == ErrorKind::ConnectionRefused => return,
-            _ => assert!(
-                Instant::now() < deadline,
-                "{addr} still accepts connections"
-            ),
-        }
-        thread::yield_now();
-    }
-}
-
 /// A server with `--grace grace` and a client that wrote until blocked
 /// and stopped reading: the server's queue and every buffer are full.
-/// Returns the server, the client and what it was writing.
+/// Returns the server, the client and what it wrote.
 fn client_not_reading(grace: &str) -> (TcpServer, TcpStream, Vec<u8>) {
     let mut server = TcpServer::new(ServerProcess::start(
         server_cmd(&["--listen", "127.0.0.1:0", "--grace", grace]),
@@ -192,22 +179,23 @@ fn client_not_reading(grace: &str) -> (TcpServer, TcpStream, Vec<u8>) {
     let data = pattern(11, 16 << 20);
     let written = server.write_until_blocked(&mut conn, &data);
     assert!(written > 0 && written < data.len(), "wrote {written}");
-    (server, conn, data)
+    (server, conn, data[..written].to_vec())
 }
 
 #[test]
-fn sigterm_flushes_what_is_queued_then_exits_0() {
-    let (mut server, mut conn, data) = client_not_reading("20");
+fn sigterm_echoes_everything_a_client_sent_then_exits_0() {
+    let (mut server, mut conn, written) = client_not_reading("20");
     server.process.signal(libc::SIGTERM);
     wait_until_refused(server.addr);
-    // Now read: everything the server took in comes back, then its FIN.
+    // Now read: every byte the client wrote (most of it still in the
+    // kernel's buffers at the signal) comes back, then the server's FIN.
     let (got, end) = server.read_to_end(&mut conn);
-    assert!(
-        !got.is_empty(),
-        "queued bytes were flushed after the signal"
+    assert_bytes(
+        &got,
+        &written,
+        "everything written, echoed after the signal",
     );
-    assert_bytes(&got, &data[..got.len()], "the flushed bytes");
-    assert_eq!(end, End::Eof, "a graceful close after the flush");
+    assert_eq!(end, End::Eof, "a graceful close after the last byte");
     drop(conn);
     let stopped = &server.process.wait_stopped(BOUND);
     assert_eq!(counter(stopped, "bytes_out"), got.len() as u64, "{stopped}");
@@ -240,6 +228,34 @@ fn grace_period_ends_with_a_reset() {
         End::Reset,
         "the connection was cut, not closed cleanly"
     );
+}
+
+#[test]
+fn sigterm_lets_a_half_closed_client_finish() {
+    let mut server = TcpServer::new(ServerProcess::start(
+        server_cmd(&["--listen", "127.0.0.1:0", "--grace", "20"]),
+        1,
+    ));
+    let stopped = half_closed_client_at_sigterm(&mut server, 24_000_000, true);
+    // wait_until_refused's probes may have been accepted and closed too.
+    assert!(counter(&stopped, "closed") >= 1, "{stopped}");
+    assert_eq!(counter(&stopped, "bytes_out"), 24_000_000, "{stopped}");
+    assert_eq!(counter(&stopped, "reset"), 0, "{stopped}");
+}
+
+#[test]
+fn sigterm_cuts_an_unfinished_half_close_with_a_reset() {
+    let mut server = TcpServer::new(ServerProcess::start(
+        server_cmd(&["--listen", "127.0.0.1:0", "--grace", "0.3"]),
+        1,
+    ));
+    let stopped = half_closed_client_at_sigterm(&mut server, 24_000_000, false);
+    assert!(counter(&stopped, "shut_down") >= 1, "{stopped}");
+    let (bytes_in, bytes_out) = (
+        counter(&stopped, "bytes_in"),
+        counter(&stopped, "bytes_out"),
+    );
+    assert!(bytes_out < bytes_in, "{stopped}");
 }
 
 #[test]

@@ -25,7 +25,9 @@ use selecho_testkit::process::{
     ServerProcess, SharedCopy, assert_exit, assert_usage_error, counter,
 };
 use selecho_testkit::scenarios::{self, End, Server, assert_bytes};
-use selecho_testkit::tcp::{BOUND, TcpServer, stats_count_an_echo, try_connect};
+use selecho_testkit::tcp::{
+    BOUND, TcpServer, half_closed_client_at_sigterm, stats_count_an_echo, try_connect,
+};
 use selecho_testkit::{scenario_tests, selecho};
 
 /// smoltcp's address on the device.
@@ -181,6 +183,25 @@ fn stats_interval_logs_the_counters() {
         cmd.env("SELECHO_LOG", "info");
         let mut server = TcpServer::new(ServerProcess::start(cmd, 1));
         stats_count_an_echo(&mut server, 1234);
+    });
+}
+
+#[test]
+fn sigterm_lets_a_half_closed_client_finish() {
+    netns::test(|| {
+        let mut server = TcpServer::new(ServerProcess::start(tun_cmd(&["--grace", "20"]), 1));
+        let stopped = half_closed_client_at_sigterm(&mut server, 24_000_000, true);
+        assert_eq!(counter(&stopped, "bytes_out"), 24_000_000, "{stopped}");
+        assert_eq!(counter(&stopped, "reset"), 0, "{stopped}");
+    });
+}
+
+#[test]
+fn sigterm_cuts_an_unfinished_half_close_with_a_reset() {
+    netns::test(|| {
+        let mut server = TcpServer::new(ServerProcess::start(tun_cmd(&["--grace", "0.3"]), 1));
+        let stopped = half_closed_client_at_sigterm(&mut server, 24_000_000, false);
+        assert!(counter(&stopped, "shut_down") >= 1, "{stopped}");
     });
 }
 

@@ -24,7 +24,9 @@
 //!      [`recv_buf`](Echo::recv_buf) and report
 //!      [`handle_received`](Echo::handle_received) (or
 //!      [`handle_end_of_stream`](Echo::handle_end_of_stream) on end of stream,
-//!      [`handle_reset`](Echo::handle_reset) on error), send from
+//!      [`handle_reset`](Echo::handle_reset) on error,
+//!      [`handle_would_block`](Echo::handle_would_block) when nothing was
+//!      waiting), send from
 //!      [`send_buf`](Echo::send_buf) and report
 //!      [`handle_sent`](Echo::handle_sent); and
 //!      [`handle_timeout`](Echo::handle_timeout) once `now` reaches the deadline;
@@ -41,6 +43,12 @@
 //!   the peer may still send; write interest only while bytes are queued.
 //! - **No lost byte on a healthy connection**: after the peer half-closes,
 //!   every queued byte is offered for sending before the graceful close.
+//! - **A graceful close tells the truth**: the machine orders one only when
+//!   every byte the peer sent has been offered back (its end of stream came,
+//!   or, while shutting down, a read found nothing more waiting and the
+//!   connection stayed quiet for [`Config::quiet_period`]); a
+//!   connection cut short (reset, idle with bytes queued, the end of a
+//!   shutdown's grace) is closed with [`CloseHow::Abort`].
 //! - **Fairness**: one `recv_buf` lends at most `Q` bytes and one
 //!   `send_buf` offers at most what is queued (at most `Q`); a connection
 //!   cannot read again until its queue has room. So the work one connection
@@ -79,6 +87,9 @@
 //!         match read(fd, buf) {
 //!             Ok(0) => echo.handle_end_of_stream(id, now).unwrap(),
 //!             Ok(n) => echo.handle_received(id, n, now).unwrap(),
+//!             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+//!                 echo.handle_would_block(id, now).unwrap()
+//!             }
 //!             Err(_) => echo.handle_reset(id).unwrap(),
 //!         }
 //!         // Send at once rather than waiting a turn for writability.

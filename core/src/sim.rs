@@ -435,7 +435,13 @@ fn receive<const N: usize, const Q: usize, const P: usize>(
     now: Instant,
 ) -> bool {
     if client.to_server.is_empty() {
-        return client.shut_write && echo.handle_end_of_stream(id, now).is_ok();
+        if client.shut_write {
+            return echo.handle_end_of_stream(id, now).is_ok();
+        }
+        // Nothing waiting: a shutting-down machine may close it now (the
+        // close is carried out, and counted as a change, after the turn).
+        let _ = echo.handle_would_block(id, now);
+        return false;
     }
     let Ok(buf) = echo.recv_buf(id) else {
         return false;

@@ -32,6 +32,12 @@
 //!   [linger](SmolEcho::set_linger) time (a peer that never acknowledges
 //!   or never sends its own FIN would hold the slot forever), then abort.
 //!
+//! Bytes that arrive on a socket after its graceful close (nobody will
+//! echo them) abort it: the peer learns of the cut from a reset, not a clean
+//! close. While shutting down, a connection closes once it is quiet (see
+//! [`Echo::begin_shutdown`]): the adapter reports every turn whether bytes
+//! wait unread.
+//!
 //! # A turn of the shell
 //!
 //! ```text
@@ -274,6 +280,18 @@ impl<const N: usize, const Q: usize> SmolEcho<N, Q> {
                 continue;
             };
             let socket = sockets.get_mut::<tcp::Socket>(slot.handle);
+            if socket.recv_queue() > 0 && socket.state() != State::Closed {
+                // Bytes after our FIN, which nobody will echo: say so with
+                // a reset rather than let them vanish behind a clean close.
+                debug!(
+                    "socket on port {} got bytes after closing, aborting",
+                    slot.port
+                );
+                socket.abort();
+                slot.phase = Phase::Closing(None);
+                changed = true;
+                continue;
+            }
             match socket.state() {
                 // An abort's RST is sent by the next egress; listening now would drop it.
                 State::Closed if socket.local_endpoint().is_some() => continue,
@@ -433,6 +451,10 @@ impl<const N: usize, const Q: usize> SmolEcho<N, Q> {
             if !moved {
                 break;
             }
+        }
+        // Nothing waiting: what a shutdown needs to learn (see Echo::begin_shutdown).
+        if socket.may_recv() && socket.recv_queue() == 0 {
+            let _ = self.echo.handle_would_block(id, now);
         }
         // May not receive any more: the peer's FIN came and every byte before it was read.
         if !socket.may_recv() && !self.slots[i].fin_reported {
