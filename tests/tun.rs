@@ -26,7 +26,8 @@ use selecho_testkit::process::{
 };
 use selecho_testkit::scenarios::{self, End, Server, assert_bytes};
 use selecho_testkit::tcp::{
-    BOUND, TcpServer, half_closed_client_at_sigterm, stats_count_an_echo, try_connect,
+    BOUND, TcpServer, half_closed_client_at_sigterm, signals_other_than_stop_keep_serving,
+    stats_count_an_echo, try_connect, urgent_byte_is_echoed_in_line,
 };
 use selecho_testkit::{scenario_tests, selecho};
 
@@ -206,6 +207,24 @@ fn sigterm_cuts_an_unfinished_half_close_with_a_reset() {
 }
 
 #[test]
+fn usr1_hup_and_usr2_are_handled_not_fatal() {
+    netns::test(|| {
+        let mut cmd = tun_cmd(&[]);
+        cmd.env("SELECHO_LOG", "info");
+        let mut server = TcpServer::new(ServerProcess::start(cmd, 1));
+        signals_other_than_stop_keep_serving(&mut server);
+    });
+}
+
+#[test]
+fn urgent_data_is_echoed_in_line() {
+    netns::test(|| {
+        let mut server = TcpServer::new(ServerProcess::start(tun_cmd(&[]), 1));
+        urgent_byte_is_echoed_in_line(&mut server);
+    });
+}
+
+#[test]
 fn idle_server_uses_no_cpu() {
     netns::test(|| {
         let mut server = TcpServer::new(ServerProcess::start(tun_cmd(&[]), 1));
@@ -362,6 +381,37 @@ fn bad_addresses_exit_2() {
     assert_usage_error(
         selecho!().args(["tun", "--address", "10.7.0.2/24", "--port", "0"]),
         "port 0",
+    );
+    // Not a host's address: nothing is created, no panic.
+    for address in [
+        "255.255.255.255/24",
+        "10.7.0.255/24",
+        "10.7.0.0/24",
+        "224.0.0.5/24",
+    ] {
+        assert_usage_error(
+            selecho!().args(["tun", "--address", address]),
+            "not a usable unicast address",
+        );
+    }
+    // The MTU each medium and family allows.
+    assert_usage_error(
+        selecho!().args(["tun", "--tap", "--mtu", "65535", "--address", "10.7.0.2/24"]),
+        "a TAP device takes at most 65521",
+    );
+    assert_usage_error(
+        selecho!().args(["tun", "--mtu", "1000", "--address", "fd00::2/64"]),
+        "IPv6 needs an MTU of at least 1280",
+    );
+    assert_usage_error(
+        selecho!().args([
+            "tun",
+            "--address",
+            "10.7.0.2/24",
+            "--stats-interval",
+            "0.000001",
+        ]),
+        "millisecond",
     );
     assert_usage_error(
         selecho!().args([

@@ -104,7 +104,12 @@ impl<'a> Shell<'a> {
             net::select(watch.nfds, &mut watch.read, &mut watch.write, timeout)
                 .context("select")?;
             let now = self.clock.now();
-            if watch.read.contains(self.signals.fd()) && self.signals.take() {
+            if watch.read.contains(self.signals.fd())
+                && self
+                    .signals
+                    .take()
+                    .handle(self.echo.len(), self.echo.counters())
+            {
                 self.begin_stop(now);
             }
             watch.read.union_with(&watch.probe);

@@ -90,7 +90,8 @@ impl Stack {
             let [_, signalled] =
                 poll::wait_readable([self.device.as_fd().as_raw_fd(), signals.fd()], timeout)
                     .context("waiting for the device")?;
-            if signalled && signals.take() {
+            let echo = self.adapter.echo();
+            if signalled && signals.take().handle(echo.len(), echo.counters()) {
                 let now = self.clock.now();
                 if self.stop.begin(now, self.adapter.echo().len()) {
                     self.adapter.begin_shutdown();

@@ -153,6 +153,53 @@ pub fn stats_count_an_echo(server: &mut TcpServer, n: usize) {
     }
 }
 
+/// For a server logging at info level: SIGUSR1 logs the counters, SIGHUP
+/// and SIGUSR2 are logged, and none of them stops it: it serves on, and
+/// SIGTERM still ends it cleanly with its `stopped:` line.
+pub fn signals_other_than_stop_keep_serving(server: &mut TcpServer) {
+    let mut conn = server.connect();
+    let msg = pattern::bytes(5, 1000);
+    crate::scenarios::assert_bytes(&server.exchange(&mut conn, &msg), &msg, "first echo");
+    let deadline = Instant::now() + BOUND;
+    server.process.signal(libc::SIGUSR1);
+    let stats = server
+        .process
+        .log_line("stats: ", deadline)
+        .expect("SIGUSR1 logs the counters");
+    assert_eq!(counter(&stats, "bytes_out"), 1000, "{stats}");
+    server.process.signal(libc::SIGHUP);
+    server
+        .process
+        .log_line("SIGHUP", deadline)
+        .expect("SIGHUP is logged");
+    server.process.signal(libc::SIGUSR2);
+    server
+        .process
+        .log_line("SIGUSR2", deadline)
+        .expect("SIGUSR2 is logged");
+    crate::scenarios::assert_bytes(&server.exchange(&mut conn, &msg), &msg, "still serving");
+    server.process.signal(libc::SIGTERM);
+    let (rest, end) = read_until_end(&mut conn);
+    assert!(rest.is_empty() && end == End::Eof, "a clean end: {end:?}");
+    let stopped = server.process.wait_stopped(BOUND);
+    assert_eq!(counter(&stopped, "bytes_out"), 2000, "{stopped}");
+}
+
+/// "abc", then an urgent "X" (TCP's out-of-band byte), then "def": every
+/// byte comes back in order, the urgent one in its place.
+pub fn urgent_byte_is_echoed_in_line(server: &mut TcpServer) {
+    let mut conn = server.connect();
+    conn.write_all(b"abc").expect("write");
+    let sent = SockRef::from(&conn)
+        .send_out_of_band(b"X")
+        .expect("send urgent data");
+    assert_eq!(sent, 1);
+    conn.write_all(b"def").expect("write");
+    let mut got = [0; 7];
+    conn.read_exact(&mut got).expect("read the echo");
+    assert_eq!(&got, b"abcXdef", "{:?}", String::from_utf8_lossy(&got));
+}
+
 /// Waits until connecting to `addr` is refused (the server closed its
 /// listeners): the sign that it has taken the signal.
 pub fn wait_until_refused(addr: SocketAddr) {
