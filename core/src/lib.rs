@@ -107,8 +107,9 @@
 //!
 //! - `log` / `defmt`: where log lines go (at most one); `defmt` also derives
 //!   `defmt::Format` on every public type.
-//! - `smoltcp`: the `smoltcp` module drives the machine from a smoltcp
-//!   `SocketSet`.
+//! - `smoltcp`: the `smoltcp` module drives the machines from a smoltcp
+//!   `SocketSet`: [`Echo`] from TCP sockets, [`DatagramEcho`] from a UDP
+//!   socket.
 //! - `sim`: the `sim` module, an in-memory network of fake clients and a
 //!   fake clock for tests.
 //!

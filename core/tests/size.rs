@@ -48,3 +48,17 @@ fn datagram_record_and_source_costs() {
     let (record, source) = datagram_costs::<SocketAddrV4>("SocketAddrV4");
     assert!(record <= 12 && source <= 16);
 }
+
+#[cfg(feature = "smoltcp")]
+#[test]
+fn smoltcp_datagram_costs() {
+    use selecho_core::smoltcp::SmolUdpEcho;
+    use smoltcp::socket::udp::UdpMetadata;
+    // smoltcp keeps where the datagram was sent too, so the echo leaves
+    // from there: two IPv4-or-IPv6 addresses.
+    let (record, source) = datagram_costs::<UdpMetadata>("UdpMetadata");
+    assert!(record <= 44 && source <= 32);
+    let firmware = size_of::<SmolUdpEcho<8, 2048, 8>>();
+    println!("SmolUdpEcho<8, 2048, 8>: {firmware} bytes");
+    assert!(firmware <= 2048 + 8 * 44 + 8 * 32 + 256);
+}
