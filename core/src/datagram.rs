@@ -3,7 +3,7 @@
 
 mod limit;
 mod peer;
-mod ring;
+pub(crate) mod ring;
 
 use core::fmt;
 
