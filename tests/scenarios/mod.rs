@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod udp;
+
 use std::time::Duration;
 
 /// How a scenario wants the server configured.
