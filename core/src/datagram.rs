@@ -126,10 +126,10 @@ impl Default for DatagramConfig {
 /// - **Order**: datagrams are sent in the order they were queued, so the
 ///   order of each source's datagrams is kept.
 /// - **Bounded memory**: everything is inside the machine. Each datagram
-///   lies contiguous in the store, so the store may hold fewer bytes than
-///   `B` when the next one does not fit at its end: at worst a datagram of
-///   `n` bytes is refused with `n - 1` bytes free at the end and as few
-///   before the oldest.
+///   lies contiguous in the store, so a datagram of `n` bytes may be
+///   refused with up to `n - 1` bytes free at the end of the store and as
+///   many before the oldest datagram. A datagram received through
+///   `recv_buf` into the start of the store leaves its end unused.
 /// - **Counters add up**: `received = echoed + dropped + send_failed +`
 ///   [`len`](Self::len), see [`DatagramCounters`].
 /// - **No panic** on any sequence of calls.
@@ -318,7 +318,7 @@ impl<P: Peer, const D: usize, const B: usize, const S: usize> DatagramEcho<P, D,
 
     /// Adds `port` to the own ports if there is room; whether it is refused now.
     #[cfg(feature = "smoltcp")]
-    pub(crate) fn refuse_port(&mut self, port: u16) -> bool {
+    pub(crate) fn add_own_port(&mut self, port: u16) -> bool {
         if self.config.refuses_port(port) {
             return true;
         }

@@ -157,7 +157,7 @@ impl<const D: usize, const B: usize, const S: usize> SmolUdpEcho<D, B, S> {
         socket.bind(endpoint).map_err(|_| BindError::InUse)?;
         self.handle = Some(handle);
         self.local = endpoint.addr;
-        if !self.echo.refuse_port(endpoint.port) {
+        if !self.echo.add_own_port(endpoint.port) {
             warn!(
                 "own ports full: port {} not refused as a source",
                 endpoint.port
