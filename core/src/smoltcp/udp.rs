@@ -108,8 +108,12 @@ impl core::error::Error for BindError {}
 /// adapter (smoltcp drops it); one longer than its transmit buffer can
 /// never be sent and is counted in
 /// [`send_failed`](crate::DatagramCounters::send_failed). Datagrams larger
-/// than the link MTU need smoltcp's IP fragmentation features and buffers
-/// (`proto-ipv4-fragmentation`, and for sending, `fragmentation-buffer-size`).
+/// than the link MTU need smoltcp's IP fragmentation: the features
+/// `proto-ipv4-fragmentation` / `proto-ipv6-fragmentation`, reassembly
+/// buffers large enough to receive them (`reassembly-buffer-size-*`) and a
+/// fragmentation buffer to send them (`fragmentation-buffer-size-*`);
+/// without, the largest echo is the MTU less the headers (1472 bytes over
+/// IPv4 at MTU 1500).
 /// On a microcontroller, smoltcp's receive buffer is the real queue: the
 /// machine's store `B` needs to hold only what waits while the transmit
 /// buffer is full, e.g. one or two datagrams of the largest size served.
