@@ -1,10 +1,15 @@
-//! The echo machine behind selecho: `no_std`, no allocation, no I/O.
+//! The echo machines behind selecho: `no_std`, no allocation, no I/O.
 //!
-//! [`Echo`] keeps a fixed table of `N` connections, each with a `Q`-byte
-//! [`ByteQueue`] of bytes received and not yet echoed. It never touches a
-//! socket, a clock or a thread: the shell (a `select` loop, a smoltcp
-//! interface, a test) tells it what happened through `handle_*` calls and
-//! asks what to do through `poll_*` calls and [`Echo::connections`].
+//! [`Echo`] (TCP) keeps a fixed table of `N` connections, each with a
+//! `Q`-byte [`ByteQueue`] of bytes received and not yet echoed.
+//! [`DatagramEcho`] (UDP) keeps a bounded queue of datagrams to echo, with
+//! loop protection and a per-source rate limit; its docs give its contract
+//! and run loop. Neither touches a socket, a clock or a thread: the shell (a
+//! `select` loop, a smoltcp interface, a test) tells it what happened
+//! through `handle_*` calls and asks what to do through `poll_*` calls and
+//! [`Echo::connections`].
+//!
+//! What follows is the TCP machine's contract.
 //!
 //! # The contract
 //!
@@ -113,8 +118,9 @@
 //!
 //! - `log` / `defmt`: where log lines go (at most one); `defmt` also derives
 //!   `defmt::Format` on every public type.
-//! - `smoltcp`: the `smoltcp` module drives the machine from a smoltcp
-//!   `SocketSet`.
+//! - `smoltcp`: the `smoltcp` module drives the machines from a smoltcp
+//!   `SocketSet`: [`Echo`] from TCP sockets, [`DatagramEcho`] from a UDP
+//!   socket.
 //! - `sim`: the `sim` module, an in-memory network of fake clients and a
 //!   fake clock for tests.
 //!
@@ -129,6 +135,7 @@
 mod macros;
 
 mod conn;
+mod datagram;
 mod echo;
 pub mod queue;
 #[cfg(feature = "sim")]
@@ -138,6 +145,10 @@ pub mod smoltcp;
 mod time;
 
 pub use conn::{Close, CloseHow, CloseReason, ConnId, Counters, Interest};
+pub use datagram::{
+    DatagramConfig, DatagramCounters, DatagramEcho, Dropped, LOOP_PORTS, Peer, QueueEmpty,
+    RateLimit, ReceiveError, Transmit, is_loop_port,
+};
 pub use echo::{AcceptError, Config, Echo, ReportError, StaleId};
 pub use queue::ByteQueue;
 pub use time::{Duration, Instant};

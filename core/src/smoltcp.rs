@@ -1,4 +1,6 @@
-//! Drives an [`Echo`] from a smoltcp [`SocketSet`] of TCP sockets.
+//! Drives an [`Echo`] from a smoltcp [`SocketSet`] of TCP sockets
+//! ([`SmolEcho`], below), and a [`DatagramEcho`](crate::DatagramEcho) from a
+//! UDP socket ([`SmolUdpEcho`], see its docs).
 //!
 //! smoltcp has no listening socket with a backlog: a TCP socket in `Listen`
 //! takes exactly one connection. So the adapter owns a fixed set of sockets,
@@ -62,10 +64,14 @@
 //! panics if a handle names no TCP socket of that set. Always pass the set
 //! the handles came from, and never remove those sockets from it.
 
+mod udp;
+
 use ::smoltcp::iface::{SocketHandle, SocketSet};
 use ::smoltcp::socket::tcp::{self, State};
 
 use crate::{CloseHow, Config, ConnId, Counters, Duration, Echo, Instant};
+
+pub use udp::{BindError, SmolUdpEcho};
 
 /// How long a gracefully closed socket may take to finish closing before it
 /// is aborted, unless [`SmolEcho::set_linger`] says otherwise.
