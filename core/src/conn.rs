@@ -121,6 +121,20 @@ pub struct Counters {
     pub shut_down: u64,
 }
 
+impl core::ops::AddAssign for Counters {
+    /// Adds `other`'s counts: the totals of several machines.
+    fn add_assign(&mut self, other: Counters) {
+        self.accepted += other.accepted;
+        self.refused += other.refused;
+        self.bytes_in += other.bytes_in;
+        self.bytes_out += other.bytes_out;
+        self.closed += other.closed;
+        self.reset += other.reset;
+        self.timed_out += other.timed_out;
+        self.shut_down += other.shut_down;
+    }
+}
+
 impl fmt::Display for Counters {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

@@ -500,6 +500,19 @@ impl DatagramCounters {
     }
 }
 
+impl core::ops::AddAssign for DatagramCounters {
+    /// Adds `other`'s counts: the totals of several machines.
+    fn add_assign(&mut self, other: DatagramCounters) {
+        self.received += other.received;
+        self.echoed += other.echoed;
+        self.dropped_full += other.dropped_full;
+        self.dropped_loop += other.dropped_loop;
+        self.dropped_rate += other.dropped_rate;
+        self.dropped_truncated += other.dropped_truncated;
+        self.send_failed += other.send_failed;
+    }
+}
+
 impl fmt::Display for DatagramCounters {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

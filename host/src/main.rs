@@ -38,8 +38,8 @@ fn main() -> ExitCode {
         Some(Command::Tun(args)) => tun::run(args, &signals),
     };
     let code = match result {
-        Ok(counters) => {
-            announce::stopped(&counters);
+        Ok(totals) => {
+            announce::stopped(&totals);
             ExitCode::SUCCESS
         }
         Err(e) if e.is::<UsageError>() => {

@@ -14,7 +14,7 @@ use std::sync::{Mutex, OnceLock, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use selecho_core::Counters;
+use super::stats::Totals;
 
 /// How long the process waits at exit for its last lines to be written.
 pub const FINISH: Duration = Duration::from_secs(1);
@@ -38,8 +38,8 @@ pub fn listening(addrs: impl IntoIterator<Item = SocketAddr>) {
 }
 
 /// Announces `stopped: <counters>`.
-pub fn stopped(counters: &Counters) {
-    line(format!("stopped: {counters}\n"));
+pub fn stopped(totals: &Totals) {
+    line(format!("stopped: {totals}\n"));
 }
 
 /// Waits up to `within` for every line announced so far to be written.

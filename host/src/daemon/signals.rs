@@ -19,10 +19,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use log::info;
-use selecho_core::Counters;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 
-use super::stats;
+use super::stats::{self, Totals};
 
 /// Exit status when a second signal cuts the graceful stop short.
 const FORCED_EXIT: i32 = 130;
@@ -108,11 +107,11 @@ impl Signals {
 }
 
 impl Arrived {
-    /// Does what the signals other than a stop ask for (logging, with
-    /// `open` connections and `counters` at hand); whether a stop was asked.
-    pub fn handle(self, open: usize, counters: &Counters) -> bool {
+    /// Does what the signals other than a stop ask for (logging, with the
+    /// shell's `totals` at hand); whether a stop was asked.
+    pub fn handle(self, totals: &Totals) -> bool {
         if self.report {
-            stats::log_counters(open, counters);
+            stats::log_totals(totals);
         }
         if self.hangup {
             info!("SIGHUP: there is no configuration to reload; serving on");

@@ -8,14 +8,14 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use anyhow::Context;
 use log::debug;
-use selecho_core::{CloseHow, ConnId, Counters, Instant};
+use selecho_core::{CloseHow, ConnId, Instant};
 
 use super::Machine;
 use super::accept::Trouble;
 use super::plan::Plan;
 use crate::daemon::clock::Clock;
 use crate::daemon::signals::Signals;
-use crate::daemon::stats::Stats;
+use crate::daemon::stats::{Stats, Totals};
 use crate::daemon::stop::{Stop, Verdict};
 use crate::daemon::{self};
 use crate::sys::fdset::{FD_SETSIZE, FdSet};
@@ -81,7 +81,7 @@ impl<'a> Shell<'a> {
 
     /// The loop: until a signal, then until everything is flushed or the
     /// grace period ends.
-    pub fn serve(mut self) -> anyhow::Result<Counters> {
+    pub fn serve(mut self) -> anyhow::Result<Totals> {
         let mut watch = Watch {
             read: FdSet::new(),
             write: FdSet::new(),
@@ -92,10 +92,10 @@ impl<'a> Shell<'a> {
             let now = self.clock.now();
             match self.stop.check(now, self.echo.len()) {
                 Verdict::Serve => {}
-                Verdict::Done => return Ok(*self.echo.counters()),
+                Verdict::Done => return Ok(self.totals()),
                 Verdict::GraceOver => {
                     self.abort_all();
-                    return Ok(*self.echo.counters());
+                    return Ok(self.totals());
                 }
             }
             let timeout = self
@@ -104,11 +104,7 @@ impl<'a> Shell<'a> {
             net::select(watch.nfds, &mut watch.read, &mut watch.write, timeout)
                 .context("select")?;
             let now = self.clock.now();
-            if watch.read.contains(self.signals.fd())
-                && self
-                    .signals
-                    .take()
-                    .handle(self.echo.len(), self.echo.counters())
+            if watch.read.contains(self.signals.fd()) && self.signals.take().handle(&self.totals())
             {
                 self.begin_stop(now);
             }
@@ -130,7 +126,16 @@ impl<'a> Shell<'a> {
                 self.echo.handle_timeout(now);
             }
             self.close_finished();
-            self.stats.tick(now, self.echo.len(), self.echo.counters());
+            self.stats.tick(now, &self.totals());
+        }
+    }
+
+    /// What the shell has done so far.
+    fn totals(&self) -> Totals {
+        Totals {
+            open: self.echo.len(),
+            tcp: *self.echo.counters(),
+            udp: None,
         }
     }
 
