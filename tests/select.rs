@@ -12,7 +12,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use selecho_testkit::pattern::bytes as pattern;
-use selecho_testkit::process::{ServerProcess, assert_usage_error, counter, reap, run_to_end};
+use selecho_testkit::process::{
+    ChildGuard, ServerProcess, assert_usage_error, counter, listening_addr, reap, run_to_end,
+};
 use selecho_testkit::scenarios::{self, End, Server, assert_bytes};
 use selecho_testkit::tcp::{
     BOUND, TcpServer, half_closed_client_at_sigterm, signals_other_than_stop_keep_serving,
@@ -98,16 +100,22 @@ fn bad_flags_exit_2() {
     assert_usage_error(selecho!().args(["--max-conns", "0"]), "--max-conns");
     assert_usage_error(selecho!().args(["--listen", "nonsense"]), "nonsense");
     assert_usage_error(selecho!().args(["--grace=-1"]), "--grace");
-    // Beyond FD_SETSIZE: refused before anything is bound, in one line.
+    // More than the threads can hold: refused before anything is bound,
+    // in one line that says how many threads would.
     let (code, _, stderr) = run_to_end(selecho!().args(["--max-conns", "5000"]));
     assert_eq!(code, Some(2), "stderr: {stderr}");
     assert_eq!(stderr.lines().count(), 1, "one line: {stderr:?}");
     assert!(
-        stderr.starts_with("error: --max-conns 5000 ") && stderr.contains("FD_SETSIZE"),
+        stderr.starts_with("error: --max-conns 5000 needs --threads 5 or more"),
         "{stderr:?}"
     );
-    // 1024 is one too many as well: the server's own descriptors take room.
-    assert_usage_error(selecho!().args(["--max-conns", "1024"]), "--max-conns 1024");
+    assert_usage_error(
+        selecho!().args(["--threads", "2", "--max-conns", "2049"]),
+        "needs --threads 3",
+    );
+    assert_usage_error(selecho!().args(["--threads", "0"]), "--threads");
+    assert_usage_error(selecho!().args(["--threads", "65"]), "--threads");
+    assert_usage_error(selecho!().args(["--no-tcp", "--no-udp"]), "--no-udp");
     // Periods under a millisecond would spin or close everything at once.
     assert_usage_error(
         selecho!().args(["--stats-interval", "0.000001"]),
@@ -136,34 +144,16 @@ fn with_inherited_descriptors(args: &[&str], inherited: i32) -> Command {
 }
 
 #[test]
-fn the_default_max_conns_adapts_to_inherited_descriptors() {
-    // 30 inherited: the default 1000 no longer fits under FD_SETSIZE.
+fn inherited_descriptors_cost_no_connections() {
+    // 30 descriptors inherited, and the most one thread serves asked for:
+    // the sets reach past FD_SETSIZE, so nothing is refused.
     let mut server = TcpServer::new(ServerProcess::start(
-        with_inherited_descriptors(&["--listen", "127.0.0.1:0"], 30),
+        with_inherited_descriptors(&["--listen", "127.0.0.1:0", "--max-conns", "1024"], 30),
         1,
     ));
-    let warning = server
-        .process
-        .log_line("serving at most", Instant::now() + BOUND)
-        .expect("a warning that the default shrank");
-    assert!(warning.contains("not 1000"), "{warning}");
     let mut conn = server.connect();
     let msg = pattern(3, 1000);
-    assert_bytes(
-        &server.exchange(&mut conn, &msg),
-        &msg,
-        "served all the same",
-    );
-    // An explicit value that does not fit is refused, naming the flag given.
-    let (code, stdout, stderr) = run_to_end(&mut with_inherited_descriptors(
-        &["--max-conns", "1000"],
-        30,
-    ));
-    assert_eq!(code, Some(2), "{stderr}");
-    assert!(
-        stdout.is_empty() && stderr.starts_with("error: --max-conns 1000 "),
-        "{stderr}"
-    );
+    assert_bytes(&server.exchange(&mut conn, &msg), &msg, "served");
 }
 
 #[test]
@@ -463,19 +453,17 @@ fn urgent_data_is_echoed_in_line() {
 #[test]
 fn a_closed_stdout_is_no_reason_to_panic() {
     // `selecho --listen 127.0.0.1:0 | head -1`: the reader goes after a line.
-    let mut child = server_cmd(&["--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn selecho");
+    let mut child = ChildGuard(
+        server_cmd(&["--listen", "127.0.0.1:0", "--no-udp"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn selecho"),
+    );
     let mut first = String::new();
-    BufReader::new(child.stdout.take().expect("piped"))
+    BufReader::new(child.0.stdout.take().expect("piped"))
         .read_line(&mut first)
         .expect("the first line");
-    let addr: SocketAddr = first
-        .trim()
-        .strip_prefix("listening on ")
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("{first:?}"));
+    let addr = listening_addr(&first).unwrap_or_else(|| panic!("{first:?}"));
     // The pipe's read end is closed now.
     let mut conn = try_connect(addr).expect("connect");
     let msg = pattern(8, 5000);
@@ -484,8 +472,8 @@ fn a_closed_stdout_is_no_reason_to_panic() {
     conn.read_exact(&mut got).expect("read the echo");
     assert_bytes(&got, &msg, "served with stdout gone");
     // SAFETY: kill(2) on our own child's pid, not yet reaped.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
-    let status = reap(&mut child, Instant::now() + BOUND);
+    assert_eq!(unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) }, 0);
+    let status = reap(&mut child.0, Instant::now() + BOUND);
     assert_eq!(status.code(), Some(0), "a clean exit, not a panic (101)");
 }
 
@@ -493,10 +481,12 @@ fn a_closed_stdout_is_no_reason_to_panic() {
 fn a_full_stdout_does_not_hold_up_serving_or_stopping() {
     let stdout = full_pipe();
     let addr = free_loopback_port();
-    let mut child = server_cmd(&["--listen", &addr.to_string()])
-        .stdout(Stdio::from(stdout.write))
-        .spawn()
-        .expect("spawn selecho");
+    let mut child = ChildGuard(
+        server_cmd(&["--listen", &addr.to_string()])
+            .stdout(Stdio::from(stdout.write))
+            .spawn()
+            .expect("spawn selecho"),
+    );
     // Nothing can be announced; serving goes on all the same.
     let deadline = Instant::now() + BOUND;
     let mut conn = loop {
@@ -516,8 +506,8 @@ fn a_full_stdout_does_not_hold_up_serving_or_stopping() {
     // The first SIGTERM stops it, within the bounded wait for stdout.
     let signalled = Instant::now();
     // SAFETY: kill(2) on our own child's pid, not yet reaped.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
-    let status = reap(&mut child, Instant::now() + BOUND);
+    assert_eq!(unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) }, 0);
+    let status = reap(&mut child.0, Instant::now() + BOUND);
     assert_eq!(status.code(), Some(0));
     assert!(
         signalled.elapsed() < Duration::from_secs(5),

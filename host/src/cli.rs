@@ -39,21 +39,54 @@ pub enum Command {
     Tun(TunArgs),
 }
 
-/// `selecho [--listen ADDR]... [--max-conns N] ...`
+/// `selecho [--listen ADDR]... [--threads N] [--max-conns N] ...`
 #[derive(Debug, Args)]
 pub struct SelectArgs {
-    /// Address to listen on (IPv4 or [IPv6]:port; port 0 picks a free one). Repeat for several.
-    #[arg(long = "listen", value_name = "ADDR", default_value = "127.0.0.1:7007")]
+    /// Address to listen on, TCP and UDP on the same port (IPv4 or
+    /// [IPv6]:port; port 0 picks a free one). Repeat for several
+    /// [default: 127.0.0.1:7007, or the sockets socket activation hands over].
+    #[arg(long = "listen", value_name = "ADDR")]
     pub listen: Vec<SocketAddr>,
-    /// Most connections served at once; more wait in the kernel's backlog
-    /// [default: 1000, or what select() can watch if that is less].
+    /// select() loops, one per thread, each serving up to 1024 connections.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub threads: u32,
+    /// Most connections served at once over all threads; more wait in the
+    /// kernel's backlog [default: 1000 per thread].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_conns: Option<u32>,
     /// listen(2) backlog of each listener.
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=65535))]
     pub backlog: u32,
+    /// Serve TCP only.
+    #[arg(long, conflicts_with = "no_tcp")]
+    pub no_udp: bool,
+    /// Serve UDP only.
+    #[arg(long)]
+    pub no_tcp: bool,
+    #[command(flatten)]
+    pub udp: UdpArgs,
     #[command(flatten)]
     pub common: CommonArgs,
+}
+
+/// The UDP echo's rate limit.
+#[derive(Debug, Args)]
+pub struct UdpArgs {
+    /// UDP answers per second to one source address; 0 = no limit (only on
+    /// a network of your own: the limit keeps selecho from being a reflector).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub udp_rate: u32,
+    /// UDP answers one source address may get at once, beyond the rate.
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub udp_burst: u32,
+}
+
+impl UdpArgs {
+    /// The rate limit these flags ask for; `None` when off.
+    pub fn rate_limit(&self) -> Option<selecho_core::RateLimit> {
+        (self.udp_rate > 0)
+            .then(|| selecho_core::RateLimit::per_second(self.udp_rate, self.udp_burst))
+    }
 }
 
 /// `selecho tun --address CIDR ...`

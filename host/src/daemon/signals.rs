@@ -107,11 +107,12 @@ impl Signals {
 }
 
 impl Arrived {
-    /// Does what the signals other than a stop ask for (logging, with the
-    /// shell's `totals` at hand); whether a stop was asked.
-    pub fn handle(self, totals: &Totals) -> bool {
+    /// Does what the signals other than a stop ask for (logging; the
+    /// shell's `totals` are asked for only if SIGUSR1 came); whether a stop
+    /// was asked.
+    pub fn handle(self, totals: impl FnOnce() -> Totals) -> bool {
         if self.report {
-            stats::log_totals(totals);
+            stats::log_totals(&totals());
         }
         if self.hangup {
             info!("SIGHUP: there is no configuration to reload; serving on");

@@ -64,15 +64,16 @@ impl Stats {
         self.next
     }
 
-    /// Logs the totals if a line is due at `now`.
-    pub fn tick(&mut self, now: Instant, totals: &Totals) {
+    /// Logs the totals (asked of `totals` only then) if a line is due at
+    /// `now`.
+    pub fn tick(&mut self, now: Instant, totals: impl FnOnce() -> Totals) {
         let (Some(every), Some(next)) = (self.every, self.next) else {
             return;
         };
         if next > now {
             return;
         }
-        log_totals(totals);
+        log_totals(&totals());
         self.next = Some(now + every);
     }
 }

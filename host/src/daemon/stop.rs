@@ -46,6 +46,11 @@ impl Stop {
         true
     }
 
+    /// Whether the stop has begun.
+    pub fn begun(&self) -> bool {
+        self.deadline.is_some()
+    }
+
     /// The end of the grace period, once the stop has begun: a deadline for
     /// the loop's sleep.
     pub fn deadline(&self) -> Option<Instant> {

@@ -1,15 +1,17 @@
 //! A readable listener: accept a bounded batch, admit each connection into
-//! the machine or turn it away, and weather running out of descriptors.
+//! the machine or turn it away, and weather running out of descriptors. The
+//! listeners are shared by every worker; [`Admission`] keeps the total under
+//! `--max-conns` and the workers evenly filled.
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use log::{debug, info, warn};
 use selecho_core::{Duration, Instant};
 
-use super::serve::Shell;
-use crate::sys::fdset::FD_SETSIZE;
+use super::worker::Worker;
 use crate::sys::net;
 
 /// Most connections taken from one listener per round, so a flood of new
@@ -20,6 +22,52 @@ const ACCEPT_BATCH: usize = 64;
 /// only repeat (no memory, no descriptor to shed a connection with).
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
+/// How far a worker may hold more connections than the average before it
+/// leaves the listeners to the others.
+const BALANCE: usize = 8;
+
+/// Connections at once over all workers, and how they are shared. The one
+/// thing the workers share, touched only when accepting and closing.
+#[derive(Debug)]
+pub struct Admission {
+    max: usize,
+    workers: usize,
+    open: AtomicUsize,
+}
+
+impl Admission {
+    /// At most `max` connections over `workers` workers.
+    pub fn new(max: usize, workers: usize) -> Self {
+        Admission {
+            max,
+            workers: workers.max(1),
+            open: AtomicUsize::new(0),
+        }
+    }
+
+    /// Whether a worker holding `mine` connections should watch the
+    /// listeners: there is room, and it holds no more than its share (and a
+    /// little), so the workers fill evenly.
+    pub fn may_accept(&self, mine: usize) -> bool {
+        let open = self.open.load(Ordering::Relaxed);
+        open < self.max && mine <= open / self.workers + BALANCE
+    }
+
+    /// Takes a place for one more connection; false when all are taken.
+    pub fn admit(&self) -> bool {
+        self.open
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Gives a place back.
+    pub fn release(&self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Why accepting failed, for one warning per episode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trouble {
@@ -29,12 +77,15 @@ pub enum Trouble {
     Other,
 }
 
-impl Shell<'_> {
-    /// Accepts up to [`ACCEPT_BATCH`] connections from listener `i`.
-    pub(super) fn accept_from(&mut self, i: usize, now: Instant) {
-        let listener = self.listeners[i].as_raw_fd();
+impl Worker {
+    /// Accepts up to [`ACCEPT_BATCH`] connections from `listener`, while
+    /// this worker has room and its share.
+    pub(super) fn accept_from(&mut self, listener: RawFd, now: Instant) {
         for _ in 0..ACCEPT_BATCH {
-            if !self.echo.accepting() {
+            if !self.echo.accepting()
+                || !self.admission.may_accept(self.echo.len())
+                || !self.admission.admit()
+            {
                 return;
             }
             let e = match net::accept(listener) {
@@ -47,6 +98,7 @@ impl Shell<'_> {
                 }
                 Err(e) => e,
             };
+            self.admission.release();
             match e.raw_os_error() {
                 _ if e.kind() == io::ErrorKind::WouldBlock => return,
                 Some(libc::EMFILE | libc::ENFILE) => {
@@ -79,18 +131,22 @@ impl Shell<'_> {
         }
     }
 
-    /// Takes a new connection into the machine, or closes it.
+    /// Takes a new connection (its place already admitted) into the
+    /// machine, or closes it and gives the place back.
     fn admit(&mut self, fd: RawFd, now: Instant) {
-        if fd as usize >= FD_SETSIZE {
-            // Never into an fd_set: see the module docs.
-            if !self.warned_setsize {
+        if fd as usize >= self.by_fd.len() {
+            // Beyond what the sets can hold (descriptors were opened behind
+            // the server's back): never into a set.
+            if !self.warned_capacity {
                 warn!(
-                    "accepted descriptor {fd} is beyond FD_SETSIZE {FD_SETSIZE}: refusing such connections"
+                    "accepted descriptor {fd} is beyond the {} the server planned for: refusing such connections",
+                    self.by_fd.len()
                 );
-                self.warned_setsize = true;
+                self.warned_capacity = true;
             }
             net::abort(fd);
             self.echo.handle_refused();
+            self.admission.release();
             return;
         }
         if let Err(e) = net::set_nodelay(fd) {
@@ -98,7 +154,10 @@ impl Shell<'_> {
         }
         match self.echo.handle_accept(fd, now) {
             Ok(id) => self.by_fd[fd as usize] = Some(id),
-            Err(_) => net::abort(fd),
+            Err(_) => {
+                net::abort(fd);
+                self.admission.release();
+            }
         }
     }
 

@@ -1,69 +1,121 @@
-//! From a plan to a running shell: bind the listeners, open the spare
-//! descriptor, build the machine, announce.
+//! From a plan to sockets ready to serve: bind (or take the activated
+//! ones), raise the descriptor limit the plan needs, size the `select` sets
+//! to it, announce.
 
-use std::fs::File;
 use std::io;
-use std::net::{SocketAddr, TcpListener};
-use std::os::fd::AsRawFd;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 
 use anyhow::Context;
-use log::info;
+use log::{info, warn};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::Machine;
-use super::plan::Plan;
-use super::serve::Shell;
+use super::activation;
+use super::plan::{Plan, Source};
 use crate::daemon::announce;
-use crate::daemon::signals::Signals;
-use crate::sys::fdset::FD_SETSIZE;
+use crate::sys::net;
 
-/// Binds every listener, builds the machine, prints `listening on ADDR`
-/// for each listener.
-pub fn start<'a>(plan: &Plan, signals: &'a Signals) -> anyhow::Result<Shell<'a>> {
-    let listeners = plan
-        .listen
-        .iter()
-        .map(|&addr| listen(addr, plan.backlog).with_context(|| format!("cannot listen on {addr}")))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let spare = File::open("/dev/null").context("cannot open the spare descriptor /dev/null")?;
-    let own = listeners.iter().map(AsRawFd::as_raw_fd);
-    if let Some(fd) = own
-        .chain([signals.fd(), spare.as_raw_fd()])
-        .find(|&fd| fd as usize >= FD_SETSIZE)
-    {
-        anyhow::bail!(
-            "descriptor {fd} is beyond FD_SETSIZE {FD_SETSIZE}: too many descriptors inherited"
+/// The listening sockets, and how far descriptor numbers may reach.
+pub struct Sockets {
+    pub tcp: Vec<TcpListener>,
+    pub udp: Vec<UdpSocket>,
+    /// Every descriptor the process will hold is below this: the capacity
+    /// of each `select` set.
+    pub fd_capacity: usize,
+}
+
+/// Binds (or sorts the activated sockets), raises the soft descriptor
+/// limit to what the plan needs, prints `listening on ADDR (tcp|udp)` for
+/// each socket.
+pub fn start(plan: &Plan, source: Source) -> anyhow::Result<Sockets> {
+    let (tcp, udp) = match source {
+        Source::Bind(addrs) => bind_all(plan, &addrs)?,
+        Source::Activated(sockets) => activation::split(sockets)?,
+    };
+    let soft = net::raise_nofile(plan.descriptors as u64).context("raising RLIMIT_NOFILE")?;
+    if soft < plan.descriptors as u64 {
+        warn!(
+            "RLIMIT_NOFILE allows {soft} descriptors, fewer than the {} that {} connections need: \
+             the others are turned away while descriptors run out (raise the hard limit)",
+            plan.descriptors, plan.max_conns
         );
     }
-    let echo = Box::write(Box::new_uninit(), Machine::new(plan.machine));
-    let addrs = listeners
-        .iter()
-        .map(TcpListener::local_addr)
-        .collect::<io::Result<Vec<_>>>()?;
+    let highest = net::open_descriptors()?
+        .into_iter()
+        .max()
+        .unwrap_or(0)
+        .max(0) as usize;
+    // Descriptors are numbered from the lowest free one, so they stay below
+    // what the process may have open (and above any inherited ones).
+    let fd_capacity = (soft as usize).min(plan.descriptors.max(highest + 1) + 64);
+    let tcp_addrs = tcp.iter().map(|l| l.local_addr().map(|a| (a, "tcp")));
+    let udp_addrs = udp.iter().map(|s| s.local_addr().map(|a| (a, "udp")));
+    let addrs = tcp_addrs.chain(udp_addrs).collect::<io::Result<Vec<_>>>()?;
     announce::listening(addrs);
     info!(
-        "select shell: up to {} connections, {}-byte queues, idle timeout {}",
-        echo.capacity(),
+        "select shell: {} thread(s), up to {} connections, {}-byte queues, idle timeout {}",
+        plan.threads,
+        plan.max_conns,
         super::QUEUE,
         plan.machine
             .idle_timeout
             .map_or_else(|| "off".to_owned(), |t| t.to_string())
     );
-    Ok(Shell::new(echo, signals, listeners, spare, plan))
+    Ok(Sockets {
+        tcp,
+        udp,
+        fd_capacity,
+    })
+}
+
+/// A TCP listener and a UDP socket on each address, as the plan asks: the
+/// UDP socket on the port its TCP listener got (port 0 picks one).
+fn bind_all(
+    plan: &Plan,
+    addrs: &[SocketAddr],
+) -> anyhow::Result<(Vec<TcpListener>, Vec<UdpSocket>)> {
+    let (mut tcp, mut udp) = (Vec::new(), Vec::new());
+    for &addr in addrs {
+        let mut addr = addr;
+        if plan.tcp {
+            let listener = listen(addr, plan.backlog)
+                .with_context(|| format!("cannot listen on {addr} (tcp)"))?;
+            addr.set_port(listener.local_addr()?.port());
+            tcp.push(listener);
+        }
+        if plan.udp {
+            let socket =
+                bind_udp(addr).with_context(|| format!("cannot listen on {addr} (udp)"))?;
+            udp.push(socket);
+        }
+    }
+    Ok((tcp, udp))
 }
 
 /// A non-blocking listener on `addr` (IPv6 only for an IPv6 address).
 fn listen(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    let socket = new_socket(addr, Type::STREAM, Protocol::TCP)?;
     socket.set_reuse_address(true)?;
     // Urgent data stays in the stream (accepted sockets inherit this), so
     // an urgent byte is echoed in its place like any other.
     socket.set_out_of_band_inline(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog)?;
+    Ok(socket.into())
+}
+
+/// A non-blocking UDP socket bound to `addr`.
+fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = new_socket(addr, Type::DGRAM, Protocol::UDP)?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+/// A non-blocking socket for `addr`'s family (IPv6 only for IPv6).
+fn new_socket(addr: SocketAddr, kind: Type, protocol: Protocol) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), kind, Some(protocol))?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
     socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(backlog)?;
-    Ok(socket.into())
+    Ok(socket)
 }

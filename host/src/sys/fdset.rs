@@ -1,43 +1,53 @@
-//! The `fd_set` bitmap that `select(2)` takes, as a plain Rust type.
+//! The descriptor bitmaps `select(2)` takes, sized once at start-up.
+//!
+//! glibc's `fd_set` is a fixed type of `FD_SETSIZE` (1024) bits, but the
+//! Linux system call takes bitmaps of any length: it reads and writes the
+//! first `nfds` bits of each set it is given. So a set here is as long as
+//! the process needs (its descriptor limit, see the select shell's plan),
+//! allocated before the first round: one loop can watch descriptors beyond
+//! 1023, and several loops in one process (whose descriptor numbers are
+//! shared) can each watch their own.
 
-use std::mem;
 use std::os::fd::RawFd;
 
-/// How many descriptors `select(2)` can watch: descriptors `0..FD_SETSIZE`.
-/// A descriptor at or above it must never be put in an [`FdSet`].
+/// glibc's `FD_SETSIZE`: the most a fixed `fd_set` holds, and the smallest
+/// capacity of an [`FdSet`].
 pub const FD_SETSIZE: usize = libc::FD_SETSIZE;
 
 const WORD_BITS: usize = libc::c_ulong::BITS as usize;
-const WORDS: usize = FD_SETSIZE / WORD_BITS;
 
-/// A set of descriptors below [`FD_SETSIZE`], laid out as the kernel's
-/// `fd_set`: a bitmap of `unsigned long`s, descriptor `fd` at bit
+/// A set of descriptors below its capacity, laid out as the kernel reads a
+/// select set: a bitmap of `unsigned long`s, descriptor `fd` at bit
 /// `fd % BITS` of word `fd / BITS`. Plain bit operations (no `FD_SET`
 /// call) and a word-at-a-time scan of what is set.
-#[repr(C)]
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct FdSet {
-    words: [libc::c_ulong; WORDS],
+    words: Box<[libc::c_ulong]>,
 }
 
-// The cast to `*mut libc::fd_set` in `select` relies on these.
-const _: () = assert!(mem::size_of::<FdSet>() == mem::size_of::<libc::fd_set>());
-const _: () = assert!(mem::align_of::<FdSet>() == mem::align_of::<libc::fd_set>());
-
 impl FdSet {
-    /// The empty set.
-    pub const fn new() -> Self {
-        FdSet { words: [0; WORDS] }
+    /// An empty set that can hold descriptors `0..capacity` (rounded up to
+    /// a whole word, and at least [`FD_SETSIZE`]).
+    pub fn with_capacity(capacity: usize) -> Self {
+        let words = capacity.max(FD_SETSIZE).div_ceil(WORD_BITS);
+        FdSet {
+            words: vec![0; words].into_boxed_slice(),
+        }
+    }
+
+    /// Descriptors `0..capacity` fit.
+    pub fn capacity(&self) -> usize {
+        self.words.len() * WORD_BITS
     }
 
     /// Empties the set.
     pub fn clear(&mut self) {
-        self.words = [0; WORDS];
+        self.words.fill(0);
     }
 
-    /// Adds `fd`; false (and nothing changes) if it is outside `0..FD_SETSIZE`.
+    /// Adds `fd`; false (and nothing changes) if it is outside the capacity.
     pub fn insert(&mut self, fd: RawFd) -> bool {
-        let Some((word, bit)) = position(fd) else {
+        let Some((word, bit)) = self.position(fd) else {
             return false;
         };
         self.words[word] |= bit;
@@ -46,12 +56,13 @@ impl FdSet {
 
     /// Whether `fd` is in the set.
     pub fn contains(&self, fd: RawFd) -> bool {
-        position(fd).is_some_and(|(word, bit)| self.words[word] & bit != 0)
+        self.position(fd)
+            .is_some_and(|(word, bit)| self.words[word] & bit != 0)
     }
 
-    /// Adds every descriptor of `other`.
+    /// Adds every descriptor of `other` (of the same capacity).
     pub fn union_with(&mut self, other: &FdSet) {
-        for (mine, theirs) in self.words.iter_mut().zip(&other.words) {
+        for (mine, theirs) in self.words.iter_mut().zip(other.words.iter()) {
             *mine |= theirs;
         }
     }
@@ -63,7 +74,10 @@ impl FdSet {
         other: &'a FdSet,
         end: usize,
     ) -> impl Iterator<Item = RawFd> + 'a {
-        let words = end.min(FD_SETSIZE).div_ceil(WORD_BITS);
+        let words = end
+            .div_ceil(WORD_BITS)
+            .min(self.words.len())
+            .min(other.words.len());
         (0..words).flat_map(move |i| {
             let mut bits = self.words[i] | other.words[i];
             std::iter::from_fn(move || {
@@ -72,23 +86,23 @@ impl FdSet {
                 }
                 let bit = bits.trailing_zeros() as usize;
                 bits &= bits - 1;
-                // Below FD_SETSIZE, so it fits an i32.
+                // Below the capacity, which came from a descriptor limit.
                 Some((i * WORD_BITS + bit) as RawFd)
             })
         })
     }
-}
 
-impl Default for FdSet {
-    fn default() -> Self {
-        Self::new()
+    /// The bitmap, for `select(2)`.
+    pub(super) fn as_mut_ptr(&mut self) -> *mut libc::c_ulong {
+        self.words.as_mut_ptr()
     }
-}
 
-/// The word and the bit of `fd`, if it is in `0..FD_SETSIZE`.
-fn position(fd: RawFd) -> Option<(usize, libc::c_ulong)> {
-    let fd = usize::try_from(fd).ok().filter(|&fd| fd < FD_SETSIZE)?;
-    Some((fd / WORD_BITS, 1 << (fd % WORD_BITS)))
+    /// The word and the bit of `fd`, if it is below the capacity.
+    fn position(&self, fd: RawFd) -> Option<(usize, libc::c_ulong)> {
+        let fd = usize::try_from(fd).ok()?;
+        let word = fd / WORD_BITS;
+        (word < self.words.len()).then(|| (word, 1 << (fd % WORD_BITS)))
+    }
 }
 
 #[cfg(test)]
@@ -97,7 +111,8 @@ mod tests {
 
     #[test]
     fn fd_set_bits() {
-        let mut a = FdSet::new();
+        let mut a = FdSet::with_capacity(10);
+        assert_eq!(a.capacity(), FD_SETSIZE, "at least a glibc fd_set");
         assert!(a.insert(0));
         assert!(a.insert(63));
         assert!(a.insert(64));
@@ -105,7 +120,7 @@ mod tests {
         assert!(!a.insert(1024));
         assert!(!a.insert(-1));
         assert!(a.contains(63) && a.contains(1023) && !a.contains(1) && !a.contains(5000));
-        let mut b = FdSet::new();
+        let mut b = FdSet::with_capacity(10);
         b.insert(5);
         b.insert(64);
         let all: Vec<_> = a.iter_union(&b, 1024).collect();
@@ -113,11 +128,22 @@ mod tests {
         let low: Vec<_> = a.iter_union(&b, 64).collect();
         assert_eq!(low, [0, 5, 63]);
         a.union_with(&b);
-        assert_eq!(
-            a.iter_union(&FdSet::new(), 70).collect::<Vec<_>>(),
-            [0, 5, 63, 64]
-        );
+        let empty = FdSet::with_capacity(10);
+        assert_eq!(a.iter_union(&empty, 70).collect::<Vec<_>>(), [0, 5, 63, 64]);
         a.clear();
-        assert_eq!(a.iter_union(&FdSet::new(), 1024).count(), 0);
+        assert_eq!(a.iter_union(&empty, 1024).count(), 0);
+    }
+
+    #[test]
+    fn beyond_fd_setsize() {
+        let mut big = FdSet::with_capacity(5000);
+        assert_eq!(big.capacity(), 5056, "rounded up to a word");
+        assert!(big.insert(4999) && big.insert(1024));
+        assert!(!big.insert(5056));
+        let other = FdSet::with_capacity(5000);
+        assert_eq!(
+            big.iter_union(&other, 5000).collect::<Vec<_>>(),
+            [1024, 4999]
+        );
     }
 }

@@ -7,11 +7,15 @@
 
 use std::io;
 use std::mem;
-use std::os::fd::RawFd;
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, RawFd};
 use std::ptr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::fdset::{FD_SETSIZE, FdSet};
+use socket2::{SockAddr, Socket};
+
+use super::fdset::FdSet;
 use super::syscall;
 
 /// `select(2)` on the descriptors `0..nfds` of `read` and `write`, which it
@@ -28,7 +32,8 @@ pub fn select(
         tv_sec: libc::time_t::try_from(t.as_secs()).unwrap_or(libc::time_t::MAX),
         tv_usec: t.subsec_micros() as libc::suseconds_t,
     });
-    let nfds = nfds.min(FD_SETSIZE) as libc::c_int;
+    let nfds = nfds.min(read.capacity()).min(write.capacity());
+    let nfds = libc::c_int::try_from(nfds).unwrap_or(libc::c_int::MAX);
     // A retry after EINTR starts again from the sets asked for (POSIX leaves
     // them undefined after an error); Linux counts the timeout down in `tv`.
     let (want_read, want_write) = (read.clone(), write.clone());
@@ -38,16 +43,16 @@ pub fn select(
         let tv_ptr = tv
             .as_mut()
             .map_or(ptr::null_mut(), |tv| tv as *mut libc::timeval);
-        // SAFETY: `FdSet` has the size and alignment of `libc::fd_set`
-        // (checked at compile time) and its layout (a C array of `unsigned
-        // long` bits), so the pointers are valid `fd_set`s for the call;
-        // `nfds <= FD_SETSIZE` keeps the kernel inside them; `tv_ptr` is
-        // null or a live `timeval`.
+        // SAFETY: each set is a live bitmap of `capacity` bits in the
+        // layout the kernel reads (see `FdSet`), and `nfds` is at most the
+        // smaller capacity, so the kernel reads and writes inside them (Linux
+        // takes sets of any length; glibc's FD_SETSIZE bounds only its own
+        // `fd_set` type, not used here); `tv_ptr` is null or a live `timeval`.
         unsafe {
             libc::select(
                 nfds,
-                (read as *mut FdSet).cast::<libc::fd_set>(),
-                (write as *mut FdSet).cast::<libc::fd_set>(),
+                read.as_mut_ptr().cast::<libc::fd_set>(),
+                write.as_mut_ptr().cast::<libc::fd_set>(),
                 ptr::null_mut(),
                 tv_ptr,
             )
@@ -150,28 +155,138 @@ fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) ->
     .map(drop)
 }
 
-/// Whether `fd` is an open descriptor of this process.
-fn is_open(fd: RawFd) -> bool {
-    // SAFETY: F_GETFD only reads the descriptor's flags; a closed one
-    // yields EBADF.
-    syscall(|| unsafe { libc::fcntl(fd, libc::F_GETFD) }).is_ok()
+/// The descriptors this process has open now (from `/proc/self/fd`).
+pub fn open_descriptors() -> io::Result<Vec<RawFd>> {
+    let mut fds = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd")? {
+        // Names are numbers; the one read_dir itself holds is among them.
+        if let Some(fd) = entry?.file_name().to_str().and_then(|n| n.parse().ok()) {
+            fds.push(fd);
+        }
+    }
+    Ok(fds)
 }
 
-/// How many descriptors in `0..FD_SETSIZE` are open now.
-pub fn open_below_setsize() -> usize {
-    (0..FD_SETSIZE as RawFd).filter(|&fd| is_open(fd)).count()
-}
-
-/// The soft limit on open descriptors (RLIMIT_NOFILE), if it is finite.
-pub fn nofile_limit() -> Option<u64> {
+/// The soft and hard limits on open descriptors (RLIMIT_NOFILE);
+/// `u64::MAX` for unlimited.
+pub fn nofile_limits() -> io::Result<(u64, u64)> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit writes one `rlimit` into the live local.
-    syscall(|| unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }).ok()?;
-    if limit.rlim_cur == libc::RLIM_INFINITY {
-        return None;
+    syscall(|| unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) })?;
+    Ok((limit.rlim_cur, limit.rlim_max))
+}
+
+/// Raises the soft limit on open descriptors to `wanted`, or as far as the
+/// hard limit allows; returns the soft limit now in force.
+pub fn raise_nofile(wanted: u64) -> io::Result<u64> {
+    let (soft, hard) = nofile_limits()?;
+    if soft >= wanted {
+        return Ok(soft);
     }
-    Some(limit.rlim_cur)
+    let limit = libc::rlimit {
+        rlim_cur: wanted.min(hard),
+        rlim_max: hard,
+    };
+    // SAFETY: setrlimit reads one `rlimit` from the live local.
+    syscall(|| unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) })?;
+    Ok(limit.rlim_cur)
+}
+
+/// Receives one datagram into `buf`: its real length (`MSG_TRUNC`: more
+/// than `buf.len()` if it did not fit, and then cut short) and its sender.
+pub fn recv_from(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+    // SAFETY: `try_init` hands over zeroed storage for a socket address and
+    // its length, and trusts the closure to write at most that length into
+    // it, which recvfrom does (and leaves both alone when it fails).
+    let (n, from) = unsafe {
+        SockAddr::try_init(|storage, len| {
+            syscall(|| {
+                // SAFETY: `buf` is valid for writes of `buf.len()` bytes for
+                // the whole call (MSG_TRUNC changes only the length
+                // returned); `storage` and `len` are the live storage above.
+                libc::recvfrom(
+                    fd,
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_TRUNC,
+                    storage.cast(),
+                    len,
+                )
+            })
+        })
+    }?;
+    let from = from
+        .as_socket()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an IP sender"))?;
+    Ok((n as usize, from))
+}
+
+/// Sends `buf` as one datagram to `to`, without blocking.
+pub fn send_to(fd: RawFd, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
+    let to = SockAddr::from(to);
+    let n = syscall(|| {
+        // SAFETY: `buf` is valid for reads of `buf.len()` bytes and `to` is a
+        // live socket address of `to.len()` bytes, both for the whole call.
+        unsafe {
+            libc::sendto(
+                fd,
+                buf.as_ptr().cast(),
+                buf.len(),
+                libc::MSG_NOSIGNAL,
+                to.as_ptr().cast(),
+                to.len(),
+            )
+        }
+    })?;
+    Ok(n as usize)
+}
+
+/// The sockets handed over by socket activation (`sd_listen_fds(3)`), if
+/// `LISTEN_PID` names this process: descriptors 3 to 3 + `LISTEN_FDS` - 1,
+/// owned by the caller from now on. `None` if the process was not
+/// activated. Only the first call may take them; a later one fails.
+pub fn activated_sockets() -> io::Result<Option<Vec<Socket>>> {
+    const FIRST: RawFd = 3;
+    const MOST: RawFd = 1024;
+    static TAKEN: AtomicBool = AtomicBool::new(false);
+    let Ok(pid) = std::env::var("LISTEN_PID") else {
+        return Ok(None);
+    };
+    if pid.trim().parse::<u32>().ok() != Some(std::process::id()) {
+        return Ok(None);
+    }
+    let count = std::env::var("LISTEN_FDS").unwrap_or_default();
+    let Some(count) = count
+        .trim()
+        .parse::<RawFd>()
+        .ok()
+        .filter(|n| (1..=MOST).contains(n))
+    else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("LISTEN_FDS={count:?} is not a count of descriptors"),
+        ));
+    };
+    if TAKEN.swap(true, Ordering::AcqRel) {
+        return Err(io::Error::other("the activated sockets were taken already"));
+    }
+    let mut sockets = Vec::new();
+    for fd in FIRST..FIRST + count {
+        // F_GETFD fails with EBADF on a descriptor that is not open.
+        // SAFETY: F_GETFD only reads the descriptor's flags.
+        syscall(|| unsafe { libc::fcntl(fd, libc::F_GETFD) }).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("descriptor {fd} handed over is not open: {e}"),
+            )
+        })?;
+        // SAFETY: LISTEN_PID names this process, so by the activation
+        // protocol descriptors 3.. are handed to it to own; TAKEN makes this
+        // the one place in the process that wraps them.
+        sockets.push(unsafe { Socket::from_raw_fd(fd) });
+    }
+    Ok(Some(sockets))
 }

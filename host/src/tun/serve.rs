@@ -70,7 +70,7 @@ impl Stack {
                     break;
                 }
             }
-            self.stats.tick(now, &self.totals());
+            self.stats.tick(now, || totals(&self.adapter));
 
             let deadline = daemon::earliest([
                 self.iface
@@ -88,7 +88,7 @@ impl Stack {
             let [_, signalled] =
                 poll::wait_readable([self.device.as_fd().as_raw_fd(), signals.fd()], timeout)
                     .context("waiting for the device")?;
-            if signalled && signals.take().handle(&self.totals()) {
+            if signalled && signals.take().handle(|| totals(&self.adapter)) {
                 let now = self.clock.now();
                 if self.stop.begin(now, self.adapter.echo().len()) {
                     self.adapter.begin_shutdown();
@@ -104,16 +104,7 @@ impl Stack {
             stats.writes,
             stats.tx_dropped
         );
-        Ok(self.totals())
-    }
-
-    /// What the shell has done so far.
-    fn totals(&self) -> Totals {
-        Totals {
-            open: self.adapter.echo().len(),
-            tcp: *self.adapter.counters(),
-            udp: None,
-        }
+        Ok(totals(&self.adapter))
     }
 
     /// One turn: every waiting packet, the adapter, smoltcp's egress, the
@@ -151,5 +142,14 @@ impl Stack {
         // What smoltcp sent goes out before we sleep (or look again).
         device.flush();
         Ok(busy)
+    }
+}
+
+/// What the shell has done so far.
+fn totals(adapter: &Adapter) -> Totals {
+    Totals {
+        open: adapter.echo().len(),
+        tcp: *adapter.counters(),
+        udp: None,
     }
 }

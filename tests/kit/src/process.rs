@@ -54,13 +54,11 @@ impl ServerProcess {
                     server.exited()
                 ));
             };
-            let Some(rest) = line.strip_prefix("listening on ") else {
+            if !line.starts_with("listening on ") {
                 continue;
-            };
-            let addr = rest.split_whitespace().next().unwrap_or_default();
-            let addr = addr
-                .parse()
-                .map_err(|_| format!("{cmd:?} printed {line:?}: no address"))?;
+            }
+            let addr = listening_addr(&line)
+                .ok_or_else(|| format!("{cmd:?} printed {line:?}: no address"))?;
             server.addrs.push(addr);
         }
         Ok(server)
@@ -172,6 +170,27 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A child the test started by hand: killed and reaped when dropped, so a
+/// failing test leaves no server behind.
+pub struct ChildGuard(pub Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The address of a `listening on ADDR [(PROTO)]` line.
+pub fn listening_addr(line: &str) -> Option<SocketAddr> {
+    line.trim()
+        .strip_prefix("listening on ")?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Waits for `child` to exit, until `deadline` (std has no timed wait on a

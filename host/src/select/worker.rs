@@ -1,25 +1,39 @@
-//! The loop: rebuild the descriptor sets from the machine's interest,
-//! `select`, serve what is ready, carry out the machine's close orders.
+//! One select() loop, on a thread of its own with its own machine: rebuild
+//! the descriptor sets from the machine's interest, `select`, serve what is
+//! ready (connections, the listeners while there is room, its UDP sockets),
+//! carry out the machine's close orders. It shares nothing with the other
+//! loops per round; the main thread tells it through its control pipe to
+//! stop or to report its counts.
 
 use std::fs::File;
-use std::io;
-use std::net::TcpListener;
+use std::io::{self, Read};
+use std::net::{TcpListener, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, mpsc};
 
 use anyhow::Context;
 use log::debug;
-use selecho_core::{CloseHow, ConnId, Instant};
+use selecho_core::{CloseHow, ConnId, DatagramConfig, Instant};
 
 use super::Machine;
-use super::accept::Trouble;
+use super::accept::{Admission, Trouble};
 use super::plan::Plan;
+use super::udp::Udp;
 use crate::daemon::clock::Clock;
-use crate::daemon::signals::Signals;
-use crate::daemon::stats::{Stats, Totals};
+use crate::daemon::stats::Totals;
 use crate::daemon::stop::{Stop, Verdict};
 use crate::daemon::{self};
-use crate::sys::fdset::{FD_SETSIZE, FdSet};
+use crate::sys::fdset::FdSet;
 use crate::sys::net;
+
+/// What the main thread writes on a worker's control pipe.
+pub mod order {
+    /// Stop: begin the graceful stop.
+    pub const STOP: u8 = b'S';
+    /// Report: send your totals back.
+    pub const REPORT: u8 = b'R';
+}
 
 /// What one `select` call watches, and then what it found ready.
 struct Watch {
@@ -32,14 +46,34 @@ struct Watch {
     nfds: usize,
 }
 
-/// The select shell between start-up and exit.
-pub struct Shell<'a> {
+/// What a worker starts with.
+pub struct Start {
+    pub index: usize,
+    /// Shared with the other workers; dropped when stopping (the last one
+    /// dropped closes the listeners).
+    pub listeners: Arc<[TcpListener]>,
+    /// Its own: each UDP socket is served by one worker, which keeps the
+    /// order of each sender's datagrams.
+    pub udp: Vec<UdpSocket>,
+    pub datagram: DatagramConfig,
+    pub admission: Arc<Admission>,
+    pub control: UnixStream,
+    pub replies: mpsc::Sender<(usize, Totals)>,
+    pub fd_capacity: usize,
+}
+
+/// One select() loop between start-up and exit.
+pub struct Worker {
+    index: usize,
     pub(super) echo: Box<Machine>,
+    udp: Vec<Udp>,
     clock: Clock,
-    signals: &'a Signals,
-    /// Empty once stopping.
-    pub(super) listeners: Vec<TcpListener>,
-    /// The connection on each descriptor below `FD_SETSIZE`.
+    control: UnixStream,
+    replies: mpsc::Sender<(usize, Totals)>,
+    /// `None` once stopping.
+    pub(super) listeners: Option<Arc<[TcpListener]>>,
+    pub(super) admission: Arc<Admission>,
+    /// The connection on each descriptor below the sets' capacity.
     pub(super) by_fd: Vec<Option<ConnId>>,
     /// Open on /dev/null: closed to make room for accepting (and at once
     /// closing) a connection when the process is out of descriptors.
@@ -49,52 +83,58 @@ pub struct Shell<'a> {
     /// Accept again at this time (after a [`Trouble`]).
     pub(super) paused_until: Option<Instant>,
     pub(super) trouble: Option<Trouble>,
-    pub(super) warned_setsize: bool,
-    stats: Stats,
+    pub(super) warned_capacity: bool,
     stop: Stop,
 }
 
-impl<'a> Shell<'a> {
-    pub(super) fn new(
-        echo: Box<Machine>,
-        signals: &'a Signals,
-        listeners: Vec<TcpListener>,
-        spare: File,
-        plan: &Plan,
-    ) -> Self {
-        let clock = Clock::new();
-        Shell {
-            echo,
-            clock,
-            signals,
-            listeners,
-            by_fd: vec![None; FD_SETSIZE],
+impl Worker {
+    /// Builds the machine (on this thread: its stack has room) and opens
+    /// the spare descriptor.
+    pub fn new(start: Start, plan: &Plan) -> anyhow::Result<Self> {
+        let spare =
+            File::open("/dev/null").context("cannot open the spare descriptor /dev/null")?;
+        let capacity = start.fd_capacity;
+        Ok(Worker {
+            index: start.index,
+            echo: Box::write(Box::new_uninit(), Machine::new(plan.machine)),
+            udp: start
+                .udp
+                .into_iter()
+                .map(|socket| Udp::new(socket, start.datagram))
+                .collect(),
+            clock: Clock::new(),
+            control: start.control,
+            replies: start.replies,
+            listeners: Some(start.listeners),
+            admission: start.admission,
+            by_fd: vec![None; capacity],
             spare: Some(spare),
             machine_deadline: None,
             paused_until: None,
             trouble: None,
-            warned_setsize: false,
-            stats: Stats::new(plan.stats_every, clock.now()),
+            warned_capacity: false,
             stop: Stop::new(plan.grace),
-        }
+        })
     }
 
-    /// The loop: until a signal, then until everything is flushed or the
-    /// grace period ends.
+    /// The loop: until told to stop, then until everything is finished or
+    /// the grace period ends. Returns what the worker did.
     pub fn serve(mut self) -> anyhow::Result<Totals> {
+        let capacity = self.by_fd.len();
         let mut watch = Watch {
-            read: FdSet::new(),
-            write: FdSet::new(),
-            probe: FdSet::new(),
+            read: FdSet::with_capacity(capacity),
+            write: FdSet::with_capacity(capacity),
+            probe: FdSet::with_capacity(capacity),
             nfds: 0,
         };
         loop {
             let now = self.clock.now();
-            match self.stop.check(now, self.echo.len()) {
+            match self.stop.check(now, self.unfinished()) {
                 Verdict::Serve => {}
                 Verdict::Done => return Ok(self.totals()),
                 Verdict::GraceOver => {
-                    self.abort_all();
+                    self.echo.abort_all();
+                    self.close_finished();
                     return Ok(self.totals());
                 }
             }
@@ -104,21 +144,10 @@ impl<'a> Shell<'a> {
             net::select(watch.nfds, &mut watch.read, &mut watch.write, timeout)
                 .context("select")?;
             let now = self.clock.now();
-            if watch.read.contains(self.signals.fd()) && self.signals.take().handle(&self.totals())
-            {
-                self.begin_stop(now);
+            if watch.read.contains(self.control.as_raw_fd()) {
+                self.obey(now);
             }
-            watch.read.union_with(&watch.probe);
-            for fd in watch.read.iter_union(&watch.write, watch.nfds) {
-                if let Some(id) = self.by_fd[fd as usize] {
-                    self.serve_conn(id, fd, watch.read.contains(fd), now);
-                }
-            }
-            for i in 0..self.listeners.len() {
-                if watch.read.contains(self.listeners[i].as_raw_fd()) {
-                    self.accept_from(i, now);
-                }
-            }
+            self.serve_ready(&mut watch, now);
             if self
                 .machine_deadline
                 .is_some_and(|deadline| deadline <= now)
@@ -126,35 +155,113 @@ impl<'a> Shell<'a> {
                 self.echo.handle_timeout(now);
             }
             self.close_finished();
-            self.stats.tick(now, &self.totals());
         }
     }
 
-    /// What the shell has done so far.
+    /// Connections, UDP sockets and listeners that `select` found ready.
+    fn serve_ready(&mut self, watch: &mut Watch, now: Instant) {
+        watch.read.union_with(&watch.probe);
+        for fd in watch.read.iter_union(&watch.write, watch.nfds) {
+            let Some(id) = self.by_fd.get(fd as usize).copied().flatten() else {
+                continue;
+            };
+            self.serve_conn(id, fd, watch.read.contains(fd), now);
+        }
+        let stopping = self.stop.begun();
+        for udp in &mut self.udp {
+            let fd = udp.fd();
+            let readable = watch.read.contains(fd) && !stopping;
+            udp.serve(readable, watch.write.contains(fd), now);
+        }
+        let Some(listeners) = self.listeners.clone() else {
+            return;
+        };
+        for listener in listeners.iter() {
+            if watch.read.contains(listener.as_raw_fd()) {
+                self.accept_from(listener.as_raw_fd(), now);
+            }
+        }
+    }
+
+    /// Connections, and UDP datagrams queued, not yet finished.
+    fn unfinished(&self) -> usize {
+        self.echo.len() + self.udp.iter().map(Udp::queued).sum::<usize>()
+    }
+
+    /// What the worker has done so far.
     fn totals(&self) -> Totals {
+        let mut udp = self.udp.iter().map(Udp::counters);
+        let first = udp.next();
         Totals {
             open: self.echo.len(),
             tcp: *self.echo.counters(),
-            udp: None,
+            udp: first.map(|first| {
+                udp.fold(first, |mut sum, c| {
+                    sum += c;
+                    sum
+                })
+            }),
         }
     }
 
-    /// Fills `watch` for the next `select`; returns the nearest deadline.
+    /// Reads the main thread's orders and carries them out.
+    fn obey(&mut self, now: Instant) {
+        let mut orders = [0u8; 16];
+        loop {
+            let n = match (&self.control).read(&mut orders) {
+                Ok(0) => return,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    debug!("worker {}: control pipe: {e}", self.index);
+                    return;
+                }
+            };
+            for &order in &orders[..n] {
+                match order {
+                    order::STOP => self.begin_stop(now),
+                    order::REPORT => {
+                        // The main thread waits for it; should it be gone,
+                        // the process is ending anyway.
+                        let _ = self.replies.send((self.index, self.totals()));
+                    }
+                    _ => debug!("worker {}: unknown order {order}", self.index),
+                }
+            }
+        }
+    }
+
+    /// Fills the sets for the next `select`; returns the nearest deadline.
     fn rebuild(&mut self, watch: &mut Watch, now: Instant) -> Option<Instant> {
         watch.read.clear();
         watch.write.clear();
         watch.probe.clear();
         let mut probing = false;
-        let signal = self.signals.fd();
-        watch.read.insert(signal);
-        let mut end = signal as usize + 1;
+        let mut end = 0;
+        let watch_read = |read: &mut FdSet, fd: RawFd, end: &mut usize| {
+            read.insert(fd);
+            *end = (*end).max(fd as usize + 1);
+        };
+        watch_read(&mut watch.read, self.control.as_raw_fd(), &mut end);
         if self.paused_until.is_some_and(|until| until <= now) {
             self.paused_until = None;
         }
-        if self.echo.accepting() && self.paused_until.is_none() {
-            for listener in &self.listeners {
-                let fd = listener.as_raw_fd();
-                watch.read.insert(fd);
+        if let Some(listeners) = &self.listeners
+            && self.echo.accepting()
+            && self.paused_until.is_none()
+            && self.admission.may_accept(self.echo.len())
+        {
+            for listener in listeners.iter() {
+                watch_read(&mut watch.read, listener.as_raw_fd(), &mut end);
+            }
+        }
+        for udp in &self.udp {
+            let fd = udp.fd();
+            if !self.stop.begun() {
+                watch_read(&mut watch.read, fd, &mut end);
+            }
+            if udp.queued() > 0 {
+                watch.write.insert(fd);
                 end = end.max(fd as usize + 1);
             }
         }
@@ -179,7 +286,6 @@ impl<'a> Shell<'a> {
         }
         daemon::earliest([
             self.machine_deadline,
-            self.stats.deadline(),
             self.stop.deadline(),
             self.paused_until,
         ])
@@ -258,6 +364,7 @@ impl<'a> Shell<'a> {
         while let Some(close) = self.echo.poll_close() {
             let fd = close.handle;
             self.by_fd[fd as usize] = None;
+            self.admission.release();
             debug!("{} closing ({:?}, {:?})", close.id, close.how, close.reason);
             match close.how {
                 CloseHow::Abort => net::abort(fd),
@@ -275,20 +382,15 @@ impl<'a> Shell<'a> {
         }
     }
 
-    /// The first signal: close the listeners; every connection goes on being
+    /// The order to stop: let go of the listeners (the last worker to do so
+    /// closes them) and stop reading UDP; every connection goes on being
     /// served until it is finished (the machine asks for the reads that
     /// tell it so: see [`Interest::probe`](selecho_core::Interest::probe)).
     fn begin_stop(&mut self, now: Instant) {
         if !self.stop.begin(now, self.echo.len()) {
             return;
         }
-        self.listeners.clear();
+        self.listeners = None;
         self.echo.begin_shutdown();
-    }
-
-    /// The grace period is over: reset whatever is left.
-    fn abort_all(&mut self) {
-        self.echo.abort_all();
-        self.close_finished();
     }
 }
