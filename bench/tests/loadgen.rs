@@ -11,6 +11,7 @@ use selecho_testkit::process::ServerProcess;
 const LOAD: &str = env!("CARGO_BIN_EXE_selecho-load");
 const TOKIO_ECHO: &str = env!("CARGO_BIN_EXE_tokio-echo");
 const TOKIO_UDP_ECHO: &str = env!("CARGO_BIN_EXE_tokio-udp-echo");
+const EPOLL_ECHO: &str = env!("CARGO_BIN_EXE_epoll-echo");
 
 #[test]
 fn pingpong_against_tokio_echo_verifies_without_errors() {
@@ -39,6 +40,23 @@ fn stream_against_tokio_echo_verifies_without_errors() {
         result.rx_mbit_s > 0.0 && result.tx_mbit_s > 0.0,
         "{result:?}"
     );
+}
+
+#[test]
+fn both_loads_against_epoll_echo_verify_without_errors() {
+    for trigger in [&[][..], &["--level"]] {
+        let mut cmd = Command::new(EPOLL_ECHO);
+        cmd.args(["--listen", "127.0.0.1:0"]).args(trigger);
+        let server = ServerProcess::start(cmd, 1);
+        for load in [
+            &["--mode", "pingpong", "--conns", "50", "--size", "64"],
+            &["--mode", "stream", "--conns", "2", "--size", "65536"],
+        ] {
+            eprintln!("epoll-echo {trigger:?}, selecho-load {load:?}");
+            let (out, result) = run_load(&server.addr().to_string(), Some(server.pid()), load);
+            assert_clean(&out, &result);
+        }
+    }
 }
 
 #[test]
