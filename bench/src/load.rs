@@ -1,5 +1,10 @@
-//! The verifying load generator: connections driven by `mio` event loops on
-//! a few OS threads, every echoed byte checked against what was sent.
+//! The verifying load generator: TCP connections or UDP sockets driven by
+//! `mio` event loops on a few OS threads, every echoed byte checked against
+//! what was sent.
+
+mod udp;
+
+pub use udp::LOSS_TIMEOUT;
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream as StdTcpStream};
@@ -36,6 +41,9 @@ pub enum Mode {
     Pingpong,
     /// Write continuously while reading the echo concurrently.
     Stream,
+    /// UDP: send one datagram, wait for its echo (or give it up as lost
+    /// after a time-out), repeat.
+    UdpPingpong,
 }
 
 impl Mode {
@@ -44,7 +52,13 @@ impl Mode {
         match self {
             Mode::Pingpong => "pingpong",
             Mode::Stream => "stream",
+            Mode::UdpPingpong => "udp-pingpong",
         }
+    }
+
+    /// Whether one message is in flight at a time, timed round trip by round trip.
+    fn is_pingpong(self) -> bool {
+        matches!(self, Mode::Pingpong | Mode::UdpPingpong)
     }
 }
 
@@ -53,9 +67,9 @@ impl Mode {
 pub struct Config {
     /// Server address.
     pub addr: SocketAddr,
-    /// Number of connections.
+    /// Number of connections (UDP: sockets, each its own source port).
     pub conns: usize,
-    /// Message size (pingpong) or write chunk size (stream), bytes.
+    /// Message or datagram size (pingpong) or write chunk size (stream), bytes.
     pub size: usize,
     /// Measured window, seconds.
     pub secs: f64,
@@ -69,48 +83,86 @@ pub struct Config {
     pub pid: Option<u32>,
 }
 
-/// Connects all connections, runs the warm-up and the measured window, and
-/// returns the measurements. Fails if no connection could be established.
+/// Connects all connections (binds all sockets), runs the warm-up and the
+/// measured window, and returns the measurements. Fails if no connection
+/// could be established.
 pub fn run(cfg: &Config) -> Result<LoadResult> {
     if cfg.size == 0 || cfg.conns == 0 || cfg.threads == 0 {
         bail!("--size, --conns and --threads must be at least 1");
+    }
+    if cfg.mode == Mode::UdpPingpong && cfg.size < udp::HEADER {
+        bail!(
+            "--size must be at least {} for udp-pingpong (the sequence number)",
+            udp::HEADER
+        );
     }
     let pid = cfg.pid.map(|p| p.to_string());
     if let Some(pid) = &pid {
         procstat::cpu_time(pid).context("server --pid")?;
     }
-    let mut errors = ErrorCounts::default();
-    let mut per_thread: Vec<Vec<(usize, StdTcpStream)>> =
-        (0..cfg.threads).map(|_| Vec::new()).collect();
-    let mut connected = 0;
+    match cfg.mode {
+        Mode::Pingpong | Mode::Stream => measure(cfg, pid, open(cfg, connect)?, worker),
+        Mode::UdpPingpong => measure(cfg, pid, open(cfg, udp::open)?, udp::worker),
+    }
+}
+
+/// Connections (or sockets) dealt out to the threads, each with its id.
+struct Opened<C> {
+    per_thread: Vec<Vec<(usize, C)>>,
+    connected: usize,
+    errors: ErrorCounts,
+}
+
+/// Opens `cfg.conns` connections with `open_one`, dealing them out to the
+/// threads in turn; fails if none could be opened.
+fn open<C>(cfg: &Config, open_one: fn(SocketAddr) -> io::Result<C>) -> Result<Opened<C>> {
+    let mut opened = Opened {
+        per_thread: (0..cfg.threads).map(|_| Vec::new()).collect(),
+        connected: 0,
+        errors: ErrorCounts::default(),
+    };
     for id in 0..cfg.conns {
-        match connect(cfg.addr) {
-            Ok(s) => {
-                per_thread[id % cfg.threads].push((id, s));
-                connected += 1;
+        match open_one(cfg.addr) {
+            Ok(c) => {
+                opened.per_thread[id % cfg.threads].push((id, c));
+                opened.connected += 1;
             }
             Err(e) => {
-                if errors.connect_failures == 0 {
+                if opened.errors.connect_failures == 0 {
                     eprintln!("connect to {} failed: {e}", cfg.addr);
                 }
-                errors.connect_failures += 1;
+                opened.errors.connect_failures += 1;
             }
         }
     }
-    if connected == 0 {
+    if opened.connected == 0 {
         bail!("no connection to {} could be established", cfg.addr);
     }
+    Ok(opened)
+}
 
+/// One thread's event loop over its connections until the window closes.
+type Worker<C> = fn(Vec<(usize, C)>, &Config, Window) -> Result<Stats>;
+
+/// Runs `worker` on each thread's connections through the warm-up and the
+/// window, reading CPU times meanwhile, and sums up.
+fn measure<C: Send>(
+    cfg: &Config,
+    pid: Option<String>,
+    opened: Opened<C>,
+    worker: Worker<C>,
+) -> Result<LoadResult> {
     let start = Instant::now();
     let window = Window {
         from: start + Duration::from_secs_f64(cfg.warmup),
         to: start + Duration::from_secs_f64(cfg.warmup + cfg.secs),
     };
     let (stats, server_cpu, client_cpu) = std::thread::scope(|scope| {
-        let workers: Vec<_> = per_thread
+        let workers: Vec<_> = opened
+            .per_thread
             .into_iter()
             .filter(|c| !c.is_empty())
-            .map(|conns| scope.spawn(move || worker(conns, cfg.mode, cfg.size, window)))
+            .map(|conns| scope.spawn(move || worker(conns, cfg, window)))
             .collect();
         let (server_cpu, client_cpu) = measure_cpu(pid.as_deref(), window);
         let mut total = Stats::new()?;
@@ -122,9 +174,15 @@ pub fn run(cfg: &Config) -> Result<LoadResult> {
         }
         anyhow::Ok((total, server_cpu, client_cpu))
     })?;
+    let mut errors = opened.errors;
     errors.add(&stats.errors);
     Ok(summarize(
-        cfg, connected, &stats, errors, server_cpu, client_cpu,
+        cfg,
+        opened.connected,
+        &stats,
+        errors,
+        server_cpu,
+        client_cpu,
     ))
 }
 
@@ -189,11 +247,11 @@ fn summarize(
     client_cpu_s: Option<f64>,
 ) -> LoadResult {
     let messages = match cfg.mode {
-        Mode::Pingpong => stats.messages,
+        Mode::Pingpong | Mode::UdpPingpong => stats.messages,
         Mode::Stream => stats.rx_bytes / cfg.size as u64,
     };
     let mbit = |bytes: u64| bytes as f64 * 8.0 / cfg.secs / 1e6;
-    let pingpong = cfg.mode == Mode::Pingpong && !stats.latency.is_empty();
+    let pingpong = cfg.mode.is_pingpong() && !stats.latency.is_empty();
     let quantile_us = |q: f64| pingpong.then(|| stats.latency.value_at_quantile(q) as f64 / 1000.0);
     LoadResult {
         mode: cfg.mode.name().to_string(),
@@ -259,18 +317,59 @@ impl Stats {
         self.errors.add(&other.errors);
         Ok(())
     }
+
+    /// Counts a completed round trip that started at `sent_at`, if it ended
+    /// (`now`) in the window.
+    fn round_trip(&mut self, window: Window, sent_at: Instant, now: Instant) {
+        if window.contains(now) {
+            self.messages += 1;
+            let rtt = now.duration_since(sent_at).as_nanos();
+            self.latency
+                .saturating_record(u64::try_from(rtt).unwrap_or(u64::MAX));
+        }
+    }
+
+    /// Counts the fault that ended connection `id`, telling the first few
+    /// on stderr.
+    fn fault(&mut self, id: usize, fault: Fault) {
+        match fault {
+            Fault::Mismatch { pos, got } => {
+                if self.errors.mismatches < MISMATCH_REPORTS {
+                    eprintln!(
+                        "conn {id}: echoed byte at stream offset {pos} is {got:#04x}, expected different"
+                    );
+                }
+                self.errors.mismatches += 1;
+            }
+            Fault::Excess { pos } => {
+                eprintln!("conn {id}: received more bytes than were sent (at stream offset {pos})");
+                self.errors.mismatches += 1;
+            }
+            Fault::Unsent { seq } => {
+                eprintln!("conn {id}: received an echo of datagram {seq}, which was never sent");
+                self.errors.mismatches += 1;
+            }
+            Fault::Length { got, sent } => {
+                eprintln!("conn {id}: echoed datagram has {got} bytes, {sent} were sent");
+                self.errors.mismatches += 1;
+            }
+            Fault::Closed => {
+                eprintln!("conn {id}: closed by the server");
+                self.errors.resets += 1;
+            }
+            Fault::Io(e) => {
+                eprintln!("conn {id}: {e}");
+                self.errors.resets += 1;
+            }
+        }
+    }
 }
 
 /// Runs one thread's connections until the window closes.
-fn worker(
-    conns: Vec<(usize, StdTcpStream)>,
-    mode: Mode,
-    size: usize,
-    window: Window,
-) -> Result<Stats> {
+fn worker(conns: Vec<(usize, StdTcpStream)>, cfg: &Config, window: Window) -> Result<Stats> {
     let mut poll = Poll::new()?;
     let mut ctx = Ctx {
-        mode,
+        mode: cfg.mode,
         window,
         now: Instant::now(),
         rbuf: vec![0; READ_BUF],
@@ -284,7 +383,7 @@ fn worker(
             Token(idx),
             Interest::READABLE | Interest::WRITABLE,
         )?;
-        slots.push(Some(Conn::new(id, stream, size, ctx.now)));
+        slots.push(Some(Conn::new(id, stream, cfg.size, ctx.now)));
     }
     let mut events = Events::with_capacity(1024);
     let mut pending: Vec<usize> = (0..slots.len()).collect();
@@ -317,7 +416,7 @@ fn worker(
                 Ok(Drive::Idle) => {}
                 Ok(Drive::Busy) => pending.push(idx),
                 Err(fault) => {
-                    ctx.record_fault(conn.id, fault);
+                    ctx.stats.fault(conn.id, fault);
                     slots[idx] = None;
                     live -= 1;
                 }
@@ -336,39 +435,17 @@ struct Ctx {
     stats: Stats,
 }
 
-impl Ctx {
-    fn record_fault(&mut self, id: usize, fault: Fault) {
-        match fault {
-            Fault::Mismatch { pos, got } => {
-                if self.stats.errors.mismatches < MISMATCH_REPORTS {
-                    eprintln!(
-                        "conn {id}: echoed byte at stream offset {pos} is {got:#04x}, expected different"
-                    );
-                }
-                self.stats.errors.mismatches += 1;
-            }
-            Fault::Excess { pos } => {
-                eprintln!("conn {id}: received more bytes than were sent (at stream offset {pos})");
-                self.stats.errors.mismatches += 1;
-            }
-            Fault::Closed => {
-                eprintln!("conn {id}: closed by the server");
-                self.stats.errors.resets += 1;
-            }
-            Fault::Io(e) => {
-                eprintln!("conn {id}: {e}");
-                self.stats.errors.resets += 1;
-            }
-        }
-    }
-}
-
 /// Why a connection was dropped.
 enum Fault {
     /// An echoed byte differed from the byte sent at that stream offset.
     Mismatch { pos: u64, got: u8 },
     /// The server sent bytes that were never sent to it.
     Excess { pos: u64 },
+    /// UDP: the echo of a datagram that was never sent (a sequence number
+    /// not yet used).
+    Unsent { seq: u64 },
+    /// UDP: an echoed datagram of another length than the one sent.
+    Length { got: usize, sent: usize },
     /// The server closed the connection.
     Closed,
     /// Reset or other I/O error.
@@ -404,7 +481,7 @@ struct Conn {
 
 impl Conn {
     fn new(id: usize, stream: TcpStream, size: usize, now: Instant) -> Conn {
-        let seed = (id as u64 + 1).wrapping_mul(0x0100_0000_01B3) ^ 0x5E1E_C400;
+        let seed = seed(id);
         let mut chunk = vec![0; size];
         pattern::fill(seed, 0, &mut chunk);
         Conn {
@@ -436,8 +513,8 @@ impl Conn {
     fn write_some(&mut self, ctx: &mut Ctx) -> Result<bool, Fault> {
         let chunk_end = self.chunk_start + self.chunk.len() as u64;
         match ctx.mode {
-            Mode::Pingpong if self.tx_pos >= self.msg_end => return Ok(false),
-            Mode::Pingpong => {}
+            Mode::Pingpong | Mode::UdpPingpong if self.tx_pos >= self.msg_end => return Ok(false),
+            Mode::Pingpong | Mode::UdpPingpong => {}
             Mode::Stream if ctx.now >= ctx.window.to => return Ok(false),
             Mode::Stream if self.tx_pos == chunk_end => {
                 self.chunk_start = self.tx_pos;
@@ -484,7 +561,7 @@ impl Conn {
         if ctx.window.contains(ctx.now) {
             ctx.stats.rx_bytes += n as u64;
         }
-        if ctx.mode == Mode::Pingpong && self.rx_pos == self.msg_end {
+        if ctx.mode.is_pingpong() && self.rx_pos == self.msg_end {
             self.next_message(ctx);
         }
         Ok(true)
@@ -493,13 +570,7 @@ impl Conn {
     /// Pingpong: records the finished round trip and starts the next one.
     fn next_message(&mut self, ctx: &mut Ctx) {
         let now = Instant::now();
-        if ctx.window.contains(now) {
-            ctx.stats.messages += 1;
-            let rtt = now.duration_since(self.sent_at).as_nanos();
-            ctx.stats
-                .latency
-                .saturating_record(u64::try_from(rtt).unwrap_or(u64::MAX));
-        }
+        ctx.stats.round_trip(ctx.window, self.sent_at, now);
         if now >= ctx.window.to {
             return;
         }
@@ -508,4 +579,9 @@ impl Conn {
         pattern::fill(self.seed, self.chunk_start, &mut self.chunk);
         self.sent_at = now;
     }
+}
+
+/// The pattern stream of connection `id`.
+fn seed(id: usize) -> u64 {
+    (id as u64 + 1).wrapping_mul(0x0100_0000_01B3) ^ 0x5E1E_C400
 }

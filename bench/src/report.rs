@@ -10,8 +10,12 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::result::{LoadResult, median};
 
-/// The server every other server is compared against.
-pub const BASELINE: &str = "tokio-mt";
+/// The servers every TCP row is compared against, each in a ratio column
+/// of its own when it ran: the canonical tokio server, and the bare epoll
+/// loop (the limit a readiness loop can reach).
+pub const BASELINES: &[&str] = &["tokio-mt", "epoll"];
+/// The server every UDP row is compared against.
+pub const UDP_BASELINES: &[&str] = &["tokio-udp"];
 
 /// Medians over the rounds of one (load, server) pair.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,6 +40,8 @@ pub struct Summary {
     pub cpu_us_per_msg: Option<f64>,
     /// Errors summed over all rounds.
     pub errors: u64,
+    /// Of `errors`, UDP datagrams lost.
+    pub lost: u64,
     /// Why rounds failed, if any did.
     pub failures: Vec<String>,
 }
@@ -57,30 +63,35 @@ impl Summary {
             p999_us: med(|r| r.p999_us),
             cpu_us_per_msg: med(|r| r.server_cpu_us_per_msg),
             errors: rounds.iter().map(|r| r.errors.total()).sum(),
+            lost: rounds.iter().map(|r| r.errors.lost).sum(),
             failures,
         }
     }
 }
 
 /// Renders the summaries as a Markdown table, with each server's msgs/s as
-/// a ratio of [`BASELINE`]'s under the same load.
-pub fn markdown(rows: &[Summary]) -> String {
-    let mut out = String::new();
-    out.push_str(
-        "| load | server | msgs/s | Mbit/s | p50 µs | p99 µs | p999 µs | server CPU µs/msg | ratio vs tokio-mt | errors |\n",
+/// a ratio of each of `baselines`' under the same load (a column for each
+/// baseline that ran).
+pub fn markdown(rows: &[Summary], baselines: &[&str]) -> String {
+    let baselines: Vec<&str> = baselines
+        .iter()
+        .copied()
+        .filter(|b| rows.iter().any(|r| r.server == *b))
+        .collect();
+    let mut out = String::from(
+        "| load | server | msgs/s | Mbit/s | p50 µs | p99 µs | p999 µs | server CPU µs/msg |",
     );
-    out.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n");
-    for r in rows {
-        let ratio = baseline_ratio(rows, r);
-        let errors = if r.failures.is_empty() {
-            r.errors.to_string()
-        } else {
-            format!("{} ({} failed rounds)", r.errors, r.failures.len())
-        };
+    for b in &baselines {
         // Writing to a String cannot fail.
-        let _ = writeln!(
+        let _ = write!(out, " ratio vs {b} |");
+    }
+    out.push_str(" errors |\n|---|---|--:|--:|--:|--:|--:|--:|");
+    out.push_str(&"--:|".repeat(baselines.len()));
+    out.push_str("--:|\n");
+    for r in rows {
+        let _ = write!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
             r.load,
             r.server,
             fmt(r.msgs_per_sec, 0),
@@ -89,18 +100,27 @@ pub fn markdown(rows: &[Summary]) -> String {
             fmt(r.p99_us, 1),
             fmt(r.p999_us, 1),
             fmt(r.cpu_us_per_msg, 2),
-            fmt(ratio, 2),
-            errors,
         );
+        for b in &baselines {
+            let _ = write!(out, " {} |", fmt(ratio(rows, r, b), 2));
+        }
+        let mut errors = r.errors.to_string();
+        if r.lost > 0 {
+            let _ = write!(errors, " ({} lost)", r.lost);
+        }
+        if !r.failures.is_empty() {
+            let _ = write!(errors, " ({} failed rounds)", r.failures.len());
+        }
+        let _ = writeln!(out, " {errors} |");
     }
     out
 }
 
-/// `row`'s msgs/s divided by the baseline's under the same load.
-fn baseline_ratio(rows: &[Summary], row: &Summary) -> Option<f64> {
+/// `row`'s msgs/s divided by `baseline`'s under the same load.
+fn ratio(rows: &[Summary], row: &Summary, baseline: &str) -> Option<f64> {
     let base = rows
         .iter()
-        .find(|b| b.load == row.load && b.server == BASELINE)?
+        .find(|b| b.load == row.load && b.server == baseline)?
         .msgs_per_sec?;
     let mine = row.msgs_per_sec?;
     (base > 0.0).then(|| mine / base)
@@ -238,9 +258,33 @@ mod tests {
             ),
             Summary::new("pp 1x64", "selecho", &[result(300.0)], vec![]),
         ];
-        let md = markdown(&rows);
+        let md = markdown(&rows, BASELINES);
         assert!(md.contains("| pp 1x64 | tokio-mt | 200 |"), "{md}");
         assert!(md.contains("| 1.50 |"), "{md}");
+        assert!(!md.contains("ratio vs epoll"), "{md}");
+    }
+
+    #[test]
+    fn a_ratio_column_for_each_baseline_that_ran() {
+        let mut lossy = result(300.0);
+        lossy.errors.lost = 2;
+        let rows = vec![
+            Summary::new("pp 1x64", "tokio-mt", &[result(200.0)], vec![]),
+            Summary::new("pp 1x64", "epoll", &[result(400.0)], vec![]),
+            Summary::new("pp 1x64", "selecho", &[lossy], vec![]),
+        ];
+        let md = markdown(&rows, BASELINES);
+        let header = md.lines().next().unwrap_or_default();
+        assert!(
+            header.ends_with("| ratio vs tokio-mt | ratio vs epoll | errors |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| selecho | 300 |") && md.contains("| 1.50 | 0.75 | 2 (2 lost) |"),
+            "{md}"
+        );
+        let columns = |line: &str| line.matches('|').count();
+        assert!(md.lines().all(|l| columns(l) == columns(header)), "{md}");
     }
 
     #[test]

@@ -4,13 +4,13 @@
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "runner", derive(serde::Serialize, serde::Deserialize))]
 pub struct LoadResult {
-    /// `"pingpong"` or `"stream"`.
+    /// `"pingpong"`, `"stream"` or `"udp-pingpong"`.
     pub mode: String,
-    /// Connections requested.
+    /// Connections (UDP: sockets) requested.
     pub conns: usize,
-    /// Connections that were established.
+    /// Connections that were established (UDP: sockets bound and connected).
     pub connected: usize,
-    /// Message size (pingpong) or write chunk size (stream), in bytes.
+    /// Message or datagram size (pingpong) or write chunk size (stream), in bytes.
     pub size: usize,
     /// Length of the measured window, in seconds.
     pub secs: f64,
@@ -22,7 +22,7 @@ pub struct LoadResult {
     pub tx_mbit_s: f64,
     /// Echoed bytes received and verified in the window, as Mbit/s.
     pub rx_mbit_s: f64,
-    /// Median round-trip latency in µs (pingpong only).
+    /// Median round-trip latency in µs (ping-pong modes only).
     pub p50_us: Option<f64>,
     /// 99th percentile round-trip latency in µs (pingpong only).
     pub p99_us: Option<f64>,
@@ -48,12 +48,14 @@ pub struct ErrorCounts {
     pub connect_failures: u64,
     /// Connections reset, closed by the peer or failed with an I/O error.
     pub resets: u64,
+    /// UDP datagrams not echoed within the loss time-out.
+    pub lost: u64,
 }
 
 impl ErrorCounts {
     /// Sum of all error counts.
     pub fn total(&self) -> u64 {
-        self.mismatches + self.connect_failures + self.resets
+        self.mismatches + self.connect_failures + self.resets + self.lost
     }
 
     /// Adds `other` to `self`.
@@ -61,6 +63,7 @@ impl ErrorCounts {
         self.mismatches += other.mismatches;
         self.connect_failures += other.connect_failures;
         self.resets += other.resets;
+        self.lost += other.lost;
     }
 }
 

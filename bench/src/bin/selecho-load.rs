@@ -1,4 +1,4 @@
-//! `selecho-load`: verifying TCP echo load generator.
+//! `selecho-load`: verifying TCP and UDP echo load generator.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
@@ -11,17 +11,18 @@ use selecho_bench::result::LoadResult;
 /// Exit code when an echoed byte did not match what was sent.
 const EXIT_MISMATCH: u8 = 2;
 
-/// Drives many connections against an echo server and verifies every byte.
+/// Drives many connections (or UDP sockets) against an echo server and
+/// verifies every byte.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
     /// Server address, HOST:PORT.
     #[arg(long)]
     addr: String,
-    /// Number of connections.
+    /// Number of connections (udp-pingpong: sockets).
     #[arg(long, default_value_t = 10)]
     conns: usize,
-    /// Message size (pingpong) or write chunk size (stream), in bytes.
+    /// Message or datagram size (pingpong) or write chunk size (stream), in bytes.
     #[arg(long, default_value_t = 64)]
     size: usize,
     /// Length of the measured window, in seconds.
@@ -99,8 +100,8 @@ fn print_human(r: &LoadResult) {
         opt(r.p999_us)
     );
     println!(
-        "  errors      mismatches {}, connect failures {}, resets {}",
-        r.errors.mismatches, r.errors.connect_failures, r.errors.resets
+        "  errors      mismatches {}, connect failures {}, resets {}, lost {}",
+        r.errors.mismatches, r.errors.connect_failures, r.errors.resets, r.errors.lost
     );
     println!(
         "  server CPU  {} s, {} µs/msg; load generator CPU {} s",

@@ -1,8 +1,6 @@
 //! `tokio-echo`: the canonical tokio echo server, used only as a benchmark
 //! reference. Prints `listening on ADDR` once bound.
 
-use std::io::Write;
-
 use anyhow::Result;
 use clap::{Parser, ValueEnum};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -45,10 +43,8 @@ fn main() -> Result<()> {
 /// Binds, announces the address and accepts forever.
 async fn serve(listen: &str) -> Result<()> {
     let listener = TcpListener::bind(listen).await?;
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "listening on {}", listener.local_addr()?)?;
-    stdout.flush()?;
-    drop(stdout);
+    // Stdout is line-buffered: the line goes out at once, even to a pipe.
+    println!("listening on {}", listener.local_addr()?);
     loop {
         let (socket, _) = listener.accept().await?;
         if let Err(e) = socket.set_nodelay(true) {

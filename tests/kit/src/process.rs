@@ -22,6 +22,10 @@ pub struct ServerProcess {
     child: Option<Child>,
     /// The addresses from its `listening on ADDR` lines, in order.
     pub addrs: Vec<SocketAddr>,
+    /// The protocol of each of `addrs`: the word in `listening on ADDR
+    /// (udp)`, or `tcp` for a line without one (the format from before
+    /// selecho served UDP).
+    pub protocols: Vec<String>,
     /// Lines printed on stdout after the `listening on` ones.
     lines: mpsc::Receiver<String>,
     /// Lines printed on stderr (the log), also passed on to the test's
@@ -31,8 +35,8 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     /// Starts `cmd` and waits up to `within` for `listeners` lines
-    /// `listening on ADDR` (anything after the address is ignored). On
-    /// failure the process is killed and the error says why.
+    /// `listening on ADDR` or `listening on ADDR (PROTOCOL)`. On failure
+    /// the process is killed and the error says why.
     pub fn spawn(mut cmd: Command, listeners: usize, within: Duration) -> Result<Self, String> {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -43,25 +47,39 @@ impl ServerProcess {
         let mut server = ServerProcess {
             child: Some(child),
             addrs: Vec::new(),
+            protocols: Vec::new(),
             lines: forward_lines(stdout, false),
             log: forward_lines(stderr, true),
         };
         let deadline = Instant::now() + within;
         while server.addrs.len() < listeners {
-            let Some(line) = server.next_line(deadline) else {
+            if !server.next_listener(deadline)? {
                 return Err(format!(
                     "{cmd:?} exited or was silent before `listening on` (status {:?})",
                     server.exited()
                 ));
+            }
+        }
+        Ok(server)
+    }
+
+    /// Reads stdout up to the next `listening on` line, waiting until
+    /// `deadline`, and adds its address to [`addrs`](Self::addrs); `false`
+    /// on exit or time-out, `Err` if the line has no address.
+    pub fn next_listener(&mut self, deadline: Instant) -> Result<bool, String> {
+        loop {
+            let Some(line) = self.next_line(deadline) else {
+                return Ok(false);
             };
             if !line.starts_with("listening on ") {
                 continue;
             }
-            let addr = listening_addr(&line)
-                .ok_or_else(|| format!("{cmd:?} printed {line:?}: no address"))?;
-            server.addrs.push(addr);
+            let (addr, protocol) = parse_listening(&line)
+                .ok_or_else(|| format!("server printed {line:?}: no address"))?;
+            self.addrs.push(addr);
+            self.protocols.push(protocol.to_owned());
+            return Ok(true);
         }
-        Ok(server)
     }
 
     /// [`spawn`](Self::spawn) within [`STARTUP`], for tests: panics with
@@ -73,6 +91,13 @@ impl ServerProcess {
     /// The first listening address.
     pub fn addr(&self) -> SocketAddr {
         self.addrs[0]
+    }
+
+    /// The first listening address of `protocol` (`tcp`, `udp`) announced
+    /// so far.
+    pub fn addr_of(&self, protocol: &str) -> Option<SocketAddr> {
+        let i = self.protocols.iter().position(|p| p == protocol)?;
+        Some(self.addrs[i])
     }
 
     /// The process id.
@@ -185,12 +210,19 @@ impl Drop for ChildGuard {
 
 /// The address of a `listening on ADDR [(PROTO)]` line.
 pub fn listening_addr(line: &str) -> Option<SocketAddr> {
-    line.trim()
+    parse_listening(line).map(|(addr, _)| addr)
+}
+
+/// The address and protocol of a `listening on ADDR [(PROTO)]` line; a
+/// line without a protocol is TCP's (the older format).
+fn parse_listening(line: &str) -> Option<(SocketAddr, &str)> {
+    let mut words = line
+        .trim()
         .strip_prefix("listening on ")?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+        .split_whitespace();
+    let addr = words.next()?.parse().ok()?;
+    let protocol = words.next().unwrap_or("(tcp)");
+    Some((addr, protocol.trim_start_matches('(').trim_end_matches(')')))
 }
 
 /// Waits for `child` to exit, until `deadline` (std has no timed wait on a
@@ -329,4 +361,29 @@ fn forward_lines(out: impl Read + Send + 'static, echo: bool) -> mpsc::Receiver<
         }
     });
     rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn printing(lines: &str) -> Command {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", &format!("printf '{lines}'; exec sleep 5")]);
+        cmd
+    }
+
+    #[test]
+    fn protocols_of_labelled_and_unlabelled_lines() {
+        let lines = "hello\\nlistening on 127.0.0.1:5 (tcp)\\nlistening on [::1]:6 (udp)\\n";
+        let server = ServerProcess::start(printing(lines), 2);
+        assert_eq!(server.protocols, ["tcp", "udp"]);
+        assert_eq!(server.addr_of("udp"), Some("[::1]:6".parse().unwrap()));
+        assert_eq!(server.addr_of("sctp"), None);
+
+        let mut old = ServerProcess::start(printing("listening on 127.0.0.1:7\\n"), 1);
+        assert_eq!(old.addr_of("tcp"), Some("127.0.0.1:7".parse().unwrap()));
+        let soon = Instant::now() + Duration::from_millis(100);
+        assert_eq!(old.next_listener(soon), Ok(false));
+    }
 }
