@@ -136,6 +136,7 @@ impl<'a> Shell<'a> {
             open: self.echo.len(),
             tcp: *self.echo.counters(),
             udp: None,
+            packets: None,
         }
     }
 

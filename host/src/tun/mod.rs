@@ -19,8 +19,11 @@
 mod coalesce;
 mod device;
 mod diagnose;
+mod fragment;
 mod host_side;
+mod ingress;
 mod plan;
+mod reassemble;
 mod serve;
 mod setup;
 #[cfg(test)]

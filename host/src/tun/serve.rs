@@ -5,7 +5,7 @@
 use std::os::fd::{AsFd, AsRawFd};
 
 use anyhow::{Context, anyhow};
-use smoltcp::iface::{Interface, PollIngressSingleResult, SocketSet};
+use smoltcp::iface::{Interface, SocketSet};
 
 use selecho_core::smoltcp::{from_smoltcp, to_smoltcp};
 
@@ -19,6 +19,9 @@ use crate::daemon::stats::{Stats, Totals};
 use crate::daemon::stop::{Stop, Verdict};
 use crate::sys::poll;
 use crate::sys::tuntap::IfName;
+
+/// Packets a turn takes in before smoltcp's egress.
+const BATCH: usize = 64;
 
 /// The device, smoltcp's interface and sockets, and the machine's adapter.
 pub struct Stack {
@@ -109,10 +112,13 @@ impl Stack {
 
     /// What the shell has done so far.
     fn totals(&self) -> Totals {
+        let mut packets = self.device.counters();
+        packets += *self.adapter.packet_counters();
         Totals {
             open: self.adapter.echo().len(),
             tcp: *self.adapter.counters(),
             udp: None,
+            packets: Some(packets),
         }
     }
 
@@ -129,21 +135,27 @@ impl Stack {
             &mut self.adapter,
         );
         // Packets one at a time, so a socket whose connection just finished
-        // closing listens again before a SYN behind that last ACK is seen.
+        // closing listens again before a SYN behind that last ACK is seen,
+        // and each SYN finds a listener if any slot can take it; at most
+        // BATCH of them before the egress, so a flood cannot hold up
+        // answers (nor a SYN-ACK until its slot is needed again).
         adapter.relisten(sockets, now);
-        loop {
-            match iface.poll_ingress_single(stamp, device, sockets) {
-                PollIngressSingleResult::None => break,
-                PollIngressSingleResult::PacketProcessed => {}
-                PollIngressSingleResult::SocketStateChanged => {
-                    adapter.relisten(sockets, now);
-                }
+        let mut more = true;
+        for _ in 0..BATCH {
+            let Some(arrival) = device.fetch(now) else {
+                more = false;
+                break;
+            };
+            if let Some(syn) = arrival.syn {
+                adapter.make_room(sockets, &syn, now);
             }
+            iface.poll_ingress_single(stamp, device, sockets);
+            adapter.relisten(sockets, now);
         }
         if let Some(e) = device.take_error() {
             return Err(anyhow!(e).context(format!("reading from {}", self.name)));
         }
-        let busy = adapter.poll(sockets, now);
+        let busy = adapter.poll(sockets, now) | more;
         // Timers, then send what the adapter queued (and anything else due).
         iface.poll(stamp, device, sockets);
         // Sockets aborted this turn sent their RST: they may listen again.

@@ -49,7 +49,14 @@ pub fn start(plan: &Plan) -> anyhow::Result<Stack> {
             );
         }
     }
-    let mut device = TunDevice::new(attached, plan.mode, mtu as usize);
+    let seed = random_seed();
+    let mut device = TunDevice::new(
+        attached,
+        plan.mode,
+        mtu as usize,
+        &[plan.address],
+        seed as u32,
+    );
 
     let clock = Clock::new();
     let hardware = match plan.mode {
@@ -57,7 +64,7 @@ pub fn start(plan: &Plan) -> anyhow::Result<Stack> {
         Mode::Tap => HardwareAddress::Ethernet(TAP_MAC),
     };
     let mut config = IfaceConfig::new(hardware);
-    config.random_seed = random_seed();
+    config.random_seed = seed;
     let mut iface = Interface::new(config, &mut device, to_smoltcp(clock.now()));
     iface.update_ip_addrs(|addrs| {
         // The list holds at least one address, and it was empty.
