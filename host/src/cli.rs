@@ -77,8 +77,8 @@ pub struct TunArgs {
     /// Device MTU.
     #[arg(long, value_name = "N", default_value_t = 1500, value_parser = clap::value_parser!(u32).range(576..=65535))]
     pub mtu: u32,
-    /// Connection slots (one smoltcp socket each); beyond them, connections are refused.
-    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Connection slots (one smoltcp socket each), shared by every port; beyond them, connections are refused.
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_conns: u32,
     #[command(flatten)]
     pub common: CommonArgs,

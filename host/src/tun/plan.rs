@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::net::IpAddr;
 
+use selecho_core::smoltcp::MAX_PORTS;
 use selecho_core::{Config, Duration};
 use smoltcp::wire::{IpAddress, IpCidr};
 
@@ -74,12 +75,18 @@ impl Plan {
             )));
         }
         let mut seen = HashSet::new();
-        let ports = args
+        let ports: Vec<u16> = args
             .ports
             .iter()
             .copied()
             .filter(|&p| seen.insert(p))
             .collect();
+        if ports.len() > MAX_PORTS {
+            return Err(UsageError(format!(
+                "too many ports: {} given, a TUN/TAP device serves at most {MAX_PORTS}",
+                ports.len()
+            )));
+        }
         Ok(Plan {
             ifname,
             mode,

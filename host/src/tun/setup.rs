@@ -20,10 +20,13 @@ use crate::daemon::clock::Clock;
 use crate::sys::tuntap::{self, Mode};
 
 /// Receive and send buffer of each smoltcp socket: the TCP window (scaled
-/// beyond 64 KiB). Measured over a 1500-byte-MTU TUN with 4 streaming
-/// connections: 64 KiB gave 1.1 Gbit/s, 256 KiB 1.7 Gbit/s. The memory is
+/// beyond 64 KiB when larger). Before the device used the kernel's
+/// offloads, 64 KiB gave 1.1 Gbit/s over 4 streams and 256 KiB 1.7; with
+/// them, 64 KiB and 256 KiB measure the same within noise (9.1 and 9.0
+/// Gbit/s over 4 streams, `bench/run.sh`'s TUN loads, interleaved), so a
+/// slot costs 128 KiB of socket buffers rather than 512. The memory is
 /// allocated zeroed per slot and touched only as far as windows fill.
-pub const SOCKET_BUFFER: usize = 256 * 1024;
+pub const SOCKET_BUFFER: usize = 64 * 1024;
 
 /// A peer that acknowledges nothing for this long while we have data for it
 /// (or never completes a handshake) is dropped by smoltcp.
