@@ -474,7 +474,7 @@ fn a_closed_stdout_is_no_reason_to_panic() {
     let addr: SocketAddr = first
         .trim()
         .strip_prefix("listening on ")
-        .and_then(|a| a.parse().ok())
+        .and_then(|a| a.split_whitespace().next()?.parse().ok())
         .unwrap_or_else(|| panic!("{first:?}"));
     // The pipe's read end is closed now.
     let mut conn = try_connect(addr).expect("connect");

@@ -26,7 +26,7 @@ use smoltcp::wire::{IpAddress, TcpControl};
 use tun_support::link::Link;
 use tun_support::net::{syn, v4};
 use tun_support::peer::{Damage, Peer};
-use tun_support::{ADDRESS6, HOST_ADDRESS6, mac_of, tun_cmd};
+use tun_support::{mac_of, start_family, tun_cmd};
 
 const PORT: u16 = 7007;
 /// SYNs in a flood.
@@ -89,15 +89,12 @@ impl Case {
 /// A server on `link` with a short grace (the raw peer never finishes its
 /// connections), and a raw peer on its device, introduced on TAP.
 fn start(link: Case, extra: &[&str]) -> (ServerProcess, Peer) {
-    let mut args = vec!["--ifname", link.ifname(), "--grace", "0.2"];
-    if link.v6 {
-        args.extend(["--address", ADDRESS6, "--host-address", HOST_ADDRESS6]);
-    }
+    let mut args = vec!["--grace", "0.2"];
     if link.tap {
-        args.push("--tap");
+        args.extend(["--tap", "--ifname", link.ifname()]);
     }
     args.extend(extra);
-    let server = ServerProcess::start(tun_cmd(&args), 1);
+    let server = start_family(link.v6, &args, 1);
     let raw = Link::open(link.ifname(), link.tap);
     let mut peer = Peer::new(raw, (link.peer(), 40000), (link.server(), PORT));
     if link.tap {

@@ -71,7 +71,7 @@ pub struct TunArgs {
     /// Give the kernel's side of the device this address and bring it up.
     #[arg(long, value_name = "CIDR")]
     pub host_address: Option<String>,
-    /// TCP port to serve echo on. Repeat for several.
+    /// Port to serve echo on, TCP and UDP. Repeat for several (at most 16).
     #[arg(long = "port", value_name = "PORT", default_value = "7007")]
     pub ports: Vec<u16>,
     /// Device MTU.
@@ -80,8 +80,36 @@ pub struct TunArgs {
     /// Connection slots (one smoltcp socket each), shared by every port; beyond them, connections are refused.
     #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_conns: u32,
+    /// Serve TCP only.
+    #[arg(long, conflicts_with = "no_tcp")]
+    pub no_udp: bool,
+    /// Serve UDP only.
+    #[arg(long)]
+    pub no_tcp: bool,
+    #[command(flatten)]
+    pub udp: UdpArgs,
     #[command(flatten)]
     pub common: CommonArgs,
+}
+
+/// The UDP echo's rate limit.
+#[derive(Debug, Args)]
+pub struct UdpArgs {
+    /// UDP answers per second to one source address; 0 = no limit (only on
+    /// a network of your own: the limit keeps selecho from being a reflector).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub udp_rate: u32,
+    /// UDP answers one source address may get at once, beyond the rate.
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub udp_burst: u32,
+}
+
+impl UdpArgs {
+    /// The rate limit these flags ask for; `None` when off.
+    pub fn rate_limit(&self) -> Option<selecho_core::RateLimit> {
+        (self.udp_rate > 0)
+            .then(|| selecho_core::RateLimit::per_second(self.udp_rate, self.udp_burst))
+    }
 }
 
 /// What both shells take: timing and verbosity.

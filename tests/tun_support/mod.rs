@@ -11,6 +11,7 @@ pub mod peer;
 
 use std::process::Command;
 
+use selecho_testkit::process::ServerProcess;
 use selecho_testkit::selecho;
 
 /// smoltcp's address on the device.
@@ -34,6 +35,22 @@ pub fn tun_cmd(args: &[&str]) -> Command {
     }
     cmd.args(args);
     cmd
+}
+
+/// A server of the address family (IPv4 on `tun4` or IPv6 on `tun6`,
+/// unless `extra` names the device) with `extra` arguments, once it has
+/// announced `listeners` sockets.
+pub fn start_family(v6: bool, extra: &[&str], listeners: usize) -> ServerProcess {
+    let mut args = if v6 {
+        vec!["--address", ADDRESS6, "--host-address", HOST_ADDRESS6]
+    } else {
+        vec![]
+    };
+    if !extra.contains(&"--ifname") {
+        args.extend(["--ifname", if v6 { "tun6" } else { "tun4" }]);
+    }
+    args.extend(extra);
+    ServerProcess::start(tun_cmd(&args), listeners)
 }
 
 /// The MAC address of the kernel's side of `ifname` (from `ip`: this

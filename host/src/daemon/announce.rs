@@ -1,5 +1,5 @@
-//! The lines scripts read on stdout: `listening on ADDR` once a listener is
-//! up, and `stopped: <counters>` at the end.
+//! The lines scripts read on stdout: `listening on ADDR (tcp)` (or `(udp)`)
+//! once a socket is up, and `stopped: <counters>` at the end.
 //!
 //! Best effort: a thread of their own writes them, so a stdout nobody reads
 //! (a full pipe) never blocks serving, and a gone one (a closed pipe: the
@@ -30,10 +30,11 @@ struct Writer {
 
 static WRITER: OnceLock<Option<Writer>> = OnceLock::new();
 
-/// Announces `listening on ADDR` for each address, in order.
-pub fn listening(addrs: impl IntoIterator<Item = SocketAddr>) {
-    for addr in addrs {
-        line(format!("listening on {addr}\n"));
+/// Announces `listening on ADDR (PROTO)` for each address and protocol
+/// (`tcp`, `udp`), in order.
+pub fn listening(addrs: impl IntoIterator<Item = (SocketAddr, &'static str)>) {
+    for (addr, proto) in addrs {
+        line(format!("listening on {addr} ({proto})\n"));
     }
 }
 

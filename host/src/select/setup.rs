@@ -40,7 +40,7 @@ pub fn start<'a>(plan: &Plan, signals: &'a Signals) -> anyhow::Result<Shell<'a>>
         .iter()
         .map(TcpListener::local_addr)
         .collect::<io::Result<Vec<_>>>()?;
-    announce::listening(addrs);
+    announce::listening(addrs.into_iter().map(|addr| (addr, "tcp")));
     info!(
         "select shell: up to {} connections, {}-byte queues, idle timeout {}",
         echo.capacity(),

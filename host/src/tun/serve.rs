@@ -1,6 +1,6 @@
-//! The loop: packets in one at a time, the adapter's turn, smoltcp's
-//! egress, the device's coalesced writes; then sleep until the device or
-//! the signal pipe is readable or the earliest deadline.
+//! The loop: packets in one at a time, the adapters' turn (TCP, then each
+//! port's UDP), smoltcp's egress, the device's coalesced writes; then sleep
+//! until the device or the signal pipe is readable or the earliest deadline.
 
 use std::os::fd::{AsFd, AsRawFd};
 
@@ -9,9 +9,9 @@ use smoltcp::iface::{Interface, SocketSet};
 
 use selecho_core::smoltcp::{from_smoltcp, to_smoltcp};
 
-use super::Adapter;
 use super::device::TunDevice;
 use super::plan::Plan;
+use super::{Adapter, UdpAdapter};
 use crate::daemon;
 use crate::daemon::clock::Clock;
 use crate::daemon::signals::Signals;
@@ -30,6 +30,8 @@ pub struct Stack {
     iface: Interface,
     sockets: SocketSet<'static>,
     adapter: Box<Adapter>,
+    /// One per port, unless `--no-udp`.
+    udp: Vec<Box<UdpAdapter>>,
     clock: Clock,
     stats: Stats,
     stop: Stop,
@@ -41,6 +43,7 @@ impl Stack {
         iface: Interface,
         sockets: SocketSet<'static>,
         adapter: Box<Adapter>,
+        udp: Vec<Box<UdpAdapter>>,
         clock: Clock,
         plan: &Plan,
     ) -> Self {
@@ -50,6 +53,7 @@ impl Stack {
             iface,
             sockets,
             adapter,
+            udp,
             stats: Stats::new(plan.stats_every, clock.now()),
             clock,
             stop: Stop::new(plan.grace),
@@ -73,7 +77,8 @@ impl Stack {
                     break;
                 }
             }
-            self.stats.tick(now, &self.totals());
+            self.stats
+                .tick(now, &totals(&self.device, &self.adapter, &self.udp));
 
             let deadline = daemon::earliest([
                 self.iface
@@ -91,7 +96,11 @@ impl Stack {
             let [_, signalled] =
                 poll::wait_readable([self.device.as_fd().as_raw_fd(), signals.fd()], timeout)
                     .context("waiting for the device")?;
-            if signalled && signals.take().handle(&self.totals()) {
+            if signalled
+                && signals
+                    .take()
+                    .handle(&totals(&self.device, &self.adapter, &self.udp))
+            {
                 let now = self.clock.now();
                 if self.stop.begin(now, self.adapter.echo().len()) {
                     self.adapter.begin_shutdown();
@@ -107,19 +116,7 @@ impl Stack {
             stats.writes,
             stats.tx_dropped
         );
-        Ok(self.totals())
-    }
-
-    /// What the shell has done so far.
-    fn totals(&self) -> Totals {
-        let mut packets = self.device.counters();
-        packets += *self.adapter.packet_counters();
-        Totals {
-            open: self.adapter.echo().len(),
-            tcp: *self.adapter.counters(),
-            udp: None,
-            packets: Some(packets),
-        }
+        Ok(totals(&self.device, &self.adapter, &self.udp))
     }
 
     /// One turn: every waiting packet, the adapter, smoltcp's egress, the
@@ -128,11 +125,12 @@ impl Stack {
     fn turn(&mut self) -> anyhow::Result<bool> {
         let now = self.clock.now();
         let stamp = to_smoltcp(now);
-        let (device, iface, sockets, adapter) = (
+        let (device, iface, sockets, adapter, udp) = (
             &mut self.device,
             &mut self.iface,
             &mut self.sockets,
             &mut self.adapter,
+            &mut self.udp,
         );
         // Packets one at a time, so a socket whose connection just finished
         // closing listens again before a SYN behind that last ACK is seen,
@@ -155,7 +153,10 @@ impl Stack {
         if let Some(e) = device.take_error() {
             return Err(anyhow!(e).context(format!("reading from {}", self.name)));
         }
-        let busy = adapter.poll(sockets, now) | more;
+        let mut busy = adapter.poll(sockets, now) | more;
+        for echo in udp.iter_mut() {
+            busy |= echo.poll(sockets, now);
+        }
         // Timers, then send what the adapter queued (and anything else due).
         iface.poll(stamp, device, sockets);
         // Sockets aborted this turn sent their RST: they may listen again.
@@ -163,5 +164,24 @@ impl Stack {
         // What smoltcp sent goes out before we sleep (or look again).
         device.flush();
         Ok(busy)
+    }
+}
+
+/// What the shell has done so far.
+fn totals(device: &TunDevice, adapter: &Adapter, udp: &[Box<UdpAdapter>]) -> Totals {
+    let mut packets = device.counters();
+    packets += *adapter.packet_counters();
+    let udp = udp
+        .iter()
+        .map(|echo| *echo.counters())
+        .reduce(|mut sum, c| {
+            sum += c;
+            sum
+        });
+    Totals {
+        open: adapter.echo().len(),
+        tcp: *adapter.counters(),
+        udp,
+        packets: Some(packets),
     }
 }

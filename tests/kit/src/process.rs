@@ -22,6 +22,8 @@ pub struct ServerProcess {
     child: Option<Child>,
     /// The addresses from its `listening on ADDR` lines, in order.
     pub addrs: Vec<SocketAddr>,
+    /// What followed each address on its line (`(tcp)`, `(udp)`, or nothing).
+    pub tags: Vec<String>,
     /// Lines printed on stdout after the `listening on` ones.
     lines: mpsc::Receiver<String>,
     /// Lines printed on stderr (the log), also passed on to the test's
@@ -43,6 +45,7 @@ impl ServerProcess {
         let mut server = ServerProcess {
             child: Some(child),
             addrs: Vec::new(),
+            tags: Vec::new(),
             lines: forward_lines(stdout, false),
             log: forward_lines(stderr, true),
         };
@@ -57,11 +60,12 @@ impl ServerProcess {
             let Some(rest) = line.strip_prefix("listening on ") else {
                 continue;
             };
-            let addr = rest.split_whitespace().next().unwrap_or_default();
+            let (addr, tag) = rest.split_once(' ').unwrap_or((rest, ""));
             let addr = addr
                 .parse()
                 .map_err(|_| format!("{cmd:?} printed {line:?}: no address"))?;
             server.addrs.push(addr);
+            server.tags.push(tag.trim().to_owned());
         }
         Ok(server)
     }
@@ -75,6 +79,18 @@ impl ServerProcess {
     /// The first listening address.
     pub fn addr(&self) -> SocketAddr {
         self.addrs[0]
+    }
+
+    /// The addresses announced as `listening on ADDR (PROTO)` for `proto`
+    /// (`tcp`, `udp`), in order.
+    pub fn addrs_of(&self, proto: &str) -> Vec<SocketAddr> {
+        let tag = format!("({proto})");
+        self.addrs
+            .iter()
+            .zip(&self.tags)
+            .filter(|(_, t)| **t == tag)
+            .map(|(&addr, _)| addr)
+            .collect()
     }
 
     /// The process id.
