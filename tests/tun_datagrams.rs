@@ -254,3 +254,22 @@ fn udp_every_size_to_the_largest() {
         }
     });
 }
+
+#[test]
+fn no_udp_and_no_tcp_serve_the_other_alone() {
+    netns::test(|| {
+        let tcp_only = start_family(false, &["--no-udp"], 1);
+        assert_eq!(tcp_only.tags, ["(tcp)"]);
+        let udp_only = start_family(true, &["--no-tcp"], 1);
+        assert_eq!(udp_only.tags, ["(udp)"]);
+        let to = udp_only.addr();
+        let refused = std::net::TcpStream::connect(to).expect_err("no TCP on --no-tcp");
+        assert_eq!(refused.kind(), ErrorKind::ConnectionRefused);
+        let client = UdpSocket::bind("[::]:0").expect("a client socket");
+        client.set_read_timeout(Some(BOUND)).expect("a time-out");
+        client.send_to(b"udp alone", to).expect("send");
+        let mut buf = [0; 64];
+        let n = client.recv(&mut buf).expect("the echo");
+        assert_eq!(&buf[..n], b"udp alone");
+    });
+}

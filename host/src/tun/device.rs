@@ -46,7 +46,7 @@ use smoltcp::wire::{EthernetFrame, IpCidr};
 
 use super::coalesce::{Coalescer, Sink};
 use super::fragment::Fragmenter;
-use super::ingress::{Arrival, Ingress};
+use super::ingress::{Fetched, Ingress};
 use super::vnet;
 use crate::sys::tuntap;
 
@@ -141,19 +141,16 @@ impl TunDevice {
 
     /// The next packet for smoltcp, checked, if one has come (see the
     /// module docs); smoltcp takes it in its next `poll_ingress_single`.
-    /// `None` also after a read error, which [`take_error`](Self::take_error)
-    /// then gives.
-    pub fn fetch(&mut self, now: selecho_core::Instant) -> Option<Arrival> {
+    /// At most one read a call. After a read error, `Empty`, and
+    /// [`take_error`](Self::take_error) gives the error.
+    pub fn fetch(&mut self, now: selecho_core::Instant) -> Fetched {
         if self.error.is_some() {
-            return None;
+            return Fetched::Empty;
         }
-        match self.rx.fetch(self.fd.as_fd(), now) {
-            Ok(arrival) => arrival,
-            Err(e) => {
-                self.error = Some(e);
-                None
-            }
-        }
+        self.rx.fetch(self.fd.as_fd(), now).unwrap_or_else(|e| {
+            self.error = Some(e);
+            Fetched::Empty
+        })
     }
 
     /// The first read error since the last call, if any: the device is gone

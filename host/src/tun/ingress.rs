@@ -27,6 +27,18 @@ use crate::sys::tuntap;
 /// payload.
 const ROOM: usize = vnet::LEN + 14 + 60 + 65_535;
 
+/// What [`Ingress::fetch`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fetched {
+    /// Nothing to read.
+    Empty,
+    /// A packet was read, and dropped or kept for reassembly: nothing for
+    /// smoltcp yet.
+    Taken,
+    /// A packet for smoltcp, waiting.
+    Packet(Arrival),
+}
+
 /// A packet ready for smoltcp.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Arrival {
@@ -68,20 +80,25 @@ impl Ingress {
         }
     }
 
-    /// The next packet for smoltcp, read from `fd` if none is waiting:
-    /// packets that fail a check are dropped on the way (and counted),
-    /// fragments reassembled. `None` when nothing more is to be read.
-    pub fn fetch(&mut self, fd: BorrowedFd<'_>, now: Instant) -> io::Result<Option<Arrival>> {
-        while self.pending.is_none() {
-            let n = match tuntap::read(fd, &mut self.buf) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
-                Err(e) => return Err(e),
-            };
-            self.reads += 1;
-            self.pending = self.check(n, now);
+    /// The packet waiting for smoltcp, or else the next one read from
+    /// `fd` (at most one read a call, so a flood of packets that fail the
+    /// checks cannot hold up the loop): checked, dropped if it fails (and
+    /// counted), kept if it is a fragment of a packet not yet whole.
+    pub fn fetch(&mut self, fd: BorrowedFd<'_>, now: Instant) -> io::Result<Fetched> {
+        if let Some((_, arrival)) = &self.pending {
+            return Ok(Fetched::Packet(*arrival));
         }
-        Ok(self.pending.as_ref().map(|(_, arrival)| *arrival))
+        let n = match tuntap::read(fd, &mut self.buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Fetched::Empty),
+            Err(e) => return Err(e),
+        };
+        self.reads += 1;
+        self.pending = self.check(n, now);
+        Ok(match &self.pending {
+            Some((_, arrival)) => Fetched::Packet(*arrival),
+            None => Fetched::Taken,
+        })
     }
 
     /// The packet [`fetch`](Self::fetch) said is waiting, handed over once.
@@ -217,23 +234,29 @@ mod tests {
         };
         // Without a flag: checked, and a bad one dropped.
         write(with_vnet(flags(0), &segment(true)));
-        assert_eq!(ingress.fetch(ours.as_fd(), now).unwrap(), None);
+        assert_eq!(ingress.fetch(ours.as_fd(), now).unwrap(), Fetched::Taken);
         assert_eq!(ingress.counters().bad_checksum, 1);
         // DATA_VALID and NEEDS_CSUM: the kernel's word is taken.
         for flag in [vnet::F_DATA_VALID, vnet::F_NEEDS_CSUM] {
             write(with_vnet(flags(flag), &segment(true)));
-            assert!(ingress.fetch(ours.as_fd(), now).unwrap().is_some());
+            assert!(matches!(
+                ingress.fetch(ours.as_fd(), now).unwrap(),
+                Fetched::Packet(_)
+            ));
             assert!(ingress.take().is_some());
         }
         // A good one passes, handed over once.
         write(with_vnet(flags(0), &segment(false)));
-        assert!(ingress.fetch(ours.as_fd(), now).unwrap().is_some());
+        assert!(matches!(
+            ingress.fetch(ours.as_fd(), now).unwrap(),
+            Fetched::Packet(_)
+        ));
         assert_eq!(ingress.take().map(<[u8]>::len), Some(segment(false).len()));
         assert!(ingress.take().is_none());
         // No virtio-net header on the device: always checked.
         let mut plain = Ingress::new(false, 0, &own);
         write(segment(true));
-        assert_eq!(plain.fetch(ours.as_fd(), now).unwrap(), None);
+        assert_eq!(plain.fetch(ours.as_fd(), now).unwrap(), Fetched::Taken);
         assert_eq!(plain.counters().bad_checksum, 1);
         // A header announcing a large UDP segment, never asked for: dropped.
         let udp_l4 = VnetHdr {
@@ -241,7 +264,7 @@ mod tests {
             ..VnetHdr::default()
         };
         write(with_vnet(udp_l4, &segment(false)));
-        assert_eq!(ingress.fetch(ours.as_fd(), now).unwrap(), None);
+        assert_eq!(ingress.fetch(ours.as_fd(), now).unwrap(), Fetched::Taken);
         assert_eq!(ingress.counters().malformed, 1);
     }
 }

@@ -10,6 +10,7 @@ use smoltcp::iface::{Interface, SocketSet};
 use selecho_core::smoltcp::{from_smoltcp, to_smoltcp};
 
 use super::device::TunDevice;
+use super::ingress::Fetched;
 use super::plan::Plan;
 use super::{Adapter, UdpAdapter};
 use crate::daemon;
@@ -135,14 +136,18 @@ impl Stack {
         // Packets one at a time, so a socket whose connection just finished
         // closing listens again before a SYN behind that last ACK is seen,
         // and each SYN finds a listener if any slot can take it; at most
-        // BATCH of them before the egress, so a flood cannot hold up
-        // answers (nor a SYN-ACK until its slot is needed again).
+        // BATCH reads before the egress, so a flood (of good packets or of
+        // bad ones) cannot hold up answers and timers.
         adapter.relisten(sockets, now);
         let mut more = true;
         for _ in 0..BATCH {
-            let Some(arrival) = device.fetch(now) else {
-                more = false;
-                break;
+            let arrival = match device.fetch(now) {
+                Fetched::Empty => {
+                    more = false;
+                    break;
+                }
+                Fetched::Taken => continue,
+                Fetched::Packet(arrival) => arrival,
             };
             if let Some(syn) = arrival.syn {
                 adapter.make_room(sockets, &syn, now);
