@@ -31,28 +31,9 @@ use selecho_testkit::tcp::{
 };
 use selecho_testkit::{scenario_tests, selecho};
 
-/// smoltcp's address on the device.
-const ADDRESS: &str = "10.77.0.2/24";
-/// The kernel's address on the device.
-const HOST_ADDRESS: &str = "10.77.0.1/24";
+mod tun_support;
 
-/// `selecho tun -q --ifname tun0 --address .. --host-address .. ARGS`.
-fn tun_cmd(args: &[&str]) -> Command {
-    let mut cmd = selecho!();
-    cmd.args([
-        "tun",
-        "-q",
-        "--address",
-        ADDRESS,
-        "--host-address",
-        HOST_ADDRESS,
-    ]);
-    if !args.contains(&"--ifname") {
-        cmd.args(["--ifname", "tun0"]);
-    }
-    cmd.args(args);
-    cmd
-}
+use tun_support::{ADDRESS, HOST_ADDRESS, tun_cmd};
 
 /// A TUN server with the scenario's settings, in a namespace of its own;
 /// `None` (after saying why) where TUN tests cannot run.

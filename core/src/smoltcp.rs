@@ -12,11 +12,28 @@
 //!
 //! # Ports
 //!
-//! Each socket listens on one port for its whole life. With several ports,
-//! [`SmolEcho::add_sockets`] spreads the sockets round-robin: socket `i`
-//! listens on `ports[i % ports.len()]`. So with `s` sockets and `p` ports a
-//! port has `s / p` or `s / p + 1` slots, and a port whose slots are all busy
-//! refuses even while another port has a free one.
+//! [`SmolEcho::add_sockets`] spreads the sockets round-robin over the
+//! ports: socket `i` first listens on `ports[i % ports.len()]`. Left at
+//! that, a port would own its share of the slots and refuse while another
+//! port had free ones; so a shell that can look at a packet before smoltcp
+//! processes it hands every TCP SYN the [`Guard`] finds to
+//! [`SmolEcho::make_room`], which makes sure a socket listens on the SYN's
+//! port if any slot can take it: an idle listener of another port moves
+//! over, or else the oldest half-open connection is dropped (see below).
+//! Any free slot then serves any port (at most [`MAX_PORTS`] ports). A
+//! shell that cannot look ahead keeps the fixed shares.
+//!
+//! # Half-open connections
+//!
+//! A socket that got a SYN waits in `SynReceived` for the handshake's last
+//! ACK, which a spoofed source never sends. So a half-open connection holds
+//! its slot for at most the [half-open timeout](SmolEcho::set_half_open_timeout)
+//! (default [`DEFAULT_HALF_OPEN_TIMEOUT`]) and is dropped silently (no RST
+//! to a source that may be forged) to listen again; and while every slot is
+//! taken, [`SmolEcho::make_room`] drops the oldest half-open connection for
+//! a new SYN, so a flood of spoofed SYNs cannot keep a real client out for
+//! long. Both are counted ([`PacketCounters::syn_expired`],
+//! [`PacketCounters::syn_evicted`]).
 //!
 //! # Closing
 //!
@@ -47,7 +64,13 @@
 //! // Incoming packets one by one, so a socket that just finished closing
 //! // listens again before a SYN queued behind its last ACK is processed.
 //! adapter.relisten(&mut sockets, now);
-//! while iface.poll_ingress_single(stamp, &mut device, &mut sockets) != None {
+//! while let Some(packet) = device.peek() {                // a packet smoltcp has yet to see
+//!     match guard.inspect(packet, checksums) {
+//!         Err(_) => { device.drop_it(); continue }          // counted by the guard
+//!         Ok(Inbound::Packet { syn: Some(syn) }) => { adapter.make_room(&mut sockets, &syn, now); }
+//!         Ok(_) => {}
+//!     }
+//!     iface.poll_ingress_single(stamp, &mut device, &mut sockets);
 //!     adapter.relisten(&mut sockets, now);
 //! }
 //! let busy = adapter.poll(&mut sockets, now);      // move bytes, accept, close
@@ -64,6 +87,9 @@
 //! panics if a handle names no TCP socket of that set. Always pass the set
 //! the handles came from, and never remove those sockets from it.
 
+mod counters;
+mod guard;
+mod room;
 mod udp;
 
 use ::smoltcp::iface::{SocketHandle, SocketSet};
@@ -71,7 +97,13 @@ use ::smoltcp::socket::tcp::{self, State};
 
 use crate::{CloseHow, Config, ConnId, Counters, Duration, Echo, Instant};
 
+pub use counters::PacketCounters;
+pub use guard::{Checksums, Guard, Inbound, MAX_ADDRESSES, Rejected, Syn};
+pub use room::{DEFAULT_HALF_OPEN_TIMEOUT, Room};
 pub use udp::{BindError, SmolUdpEcho};
+
+/// Most ports one [`SmolEcho`] serves.
+pub const MAX_PORTS: usize = 16;
 
 /// How long a gracefully closed socket may take to finish closing before it
 /// is aborted, unless [`SmolEcho::set_linger`] says otherwise.
@@ -105,6 +137,8 @@ pub enum AddError {
     InUse,
     /// No ports were given to [`SmolEcho::add_sockets`].
     NoPorts,
+    /// More than [`MAX_PORTS`] ports.
+    TooManyPorts,
 }
 
 impl core::fmt::Display for AddError {
@@ -114,6 +148,7 @@ impl core::fmt::Display for AddError {
             AddError::PortZero => "cannot listen on port 0",
             AddError::InUse => "the socket is already open",
             AddError::NoPorts => "no port to listen on",
+            AddError::TooManyPorts => "too many ports",
         })
     }
 }
@@ -136,10 +171,13 @@ enum Phase {
 #[derive(Clone, Copy, Debug)]
 struct Slot {
     handle: SocketHandle,
+    /// The port the socket listens on (or last did).
     port: u16,
     phase: Phase,
     /// The peer's FIN was reported to the machine.
     fin_reported: bool,
+    /// Idle in `SynReceived`: since when, and in which order.
+    half_open: Option<room::HalfOpen>,
 }
 
 /// One [`Echo`] machine served through up to `N` smoltcp TCP sockets, with
@@ -153,6 +191,13 @@ pub struct SmolEcho<const N: usize, const Q: usize> {
     closing: usize,
     linger: Duration,
     shutting_down: bool,
+    /// Every port served, whether or not a socket listens on it now.
+    ports: heapless::Vec<u16, MAX_PORTS>,
+    half_open_timeout: Duration,
+    /// Half-open connections seen so far: orders them by age.
+    half_opens_seen: u64,
+    /// `syn_evicted` and `syn_expired`.
+    packets: PacketCounters,
 }
 
 impl<const N: usize, const Q: usize> SmolEcho<N, Q> {
@@ -166,6 +211,17 @@ impl<const N: usize, const Q: usize> SmolEcho<N, Q> {
             closing: 0,
             linger: DEFAULT_LINGER,
             shutting_down: false,
+            ports: heapless::Vec::new(),
+            half_open_timeout: DEFAULT_HALF_OPEN_TIMEOUT,
+            half_opens_seen: 0,
+            packets: PacketCounters {
+                bad_checksum: 0,
+                martian: 0,
+                malformed: 0,
+                fragments_dropped: 0,
+                syn_evicted: 0,
+                syn_expired: 0,
+            },
         }
     }
 
@@ -186,9 +242,7 @@ impl<const N: usize, const Q: usize> SmolEcho<N, Q> {
         if self.slots.len() >= self.echo.capacity() {
             return Err(AddError::Full);
         }
-        if port == 0 {
-            return Err(AddError::PortZero);
-        }
+        self.add_port(port)?;
         let socket = sockets.get_mut::<tcp::Socket>(handle);
         if socket.state() != State::Closed {
             return Err(AddError::InUse);
@@ -199,6 +253,7 @@ impl<const N: usize, const Q: usize> SmolEcho<N, Q> {
             port,
             phase: Phase::Idle,
             fin_reported: false,
+            half_open: None,
         };
         self.slots.push(slot).map_err(|_| AddError::Full)
     }
@@ -217,6 +272,10 @@ impl<const N: usize, const Q: usize> SmolEcho<N, Q> {
     {
         if ports.is_empty() {
             return Err(AddError::NoPorts);
+        }
+        // Every port is served, even with fewer sockets than ports.
+        for &port in ports {
+            self.add_port(port)?;
         }
         for (i, handle) in handles.into_iter().enumerate() {
             self.add_socket(sockets, handle, ports[i % ports.len()])?;
@@ -330,15 +389,16 @@ impl<const N: usize, const Q: usize> SmolEcho<N, Q> {
     /// network events can make work. (smoltcp's own timers are the
     /// interface's `poll_at`.)
     pub fn poll_at(&self) -> Option<Instant> {
-        let linger = self
+        let deadlines = self
             .slots
             .iter()
-            .filter_map(|slot| match slot.phase {
-                Phase::Closing(deadline) => deadline,
+            .filter_map(|slot| match (slot.phase, slot.half_open) {
+                (Phase::Closing(deadline), _) => deadline,
+                (Phase::Idle, Some(half_open)) => Some(half_open.since + self.half_open_timeout),
                 _ => None,
             })
             .min();
-        match (self.echo.poll_timeout(), linger) {
+        match (self.echo.poll_timeout(), deadlines) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
@@ -371,13 +431,18 @@ impl<const N: usize, const Q: usize> SmolEcho<N, Q> {
                 self.closing -= 1;
             }
             slot.phase = Phase::Idle;
+            slot.half_open = None;
         }
     }
 
     /// A socket that carries no connection: accept it once established,
     /// listen again if it fell back to `Closed`, stop listening on shutdown.
     fn tend_idle(&mut self, i: usize, socket: &mut tcp::Socket<'_>, now: Instant) -> bool {
+        if socket.state() == State::SynReceived && !self.shutting_down {
+            return self.tend_half_open(i, socket, now);
+        }
         let slot = &mut self.slots[i];
+        slot.half_open = None;
         match socket.state() {
             State::Established | State::CloseWait => {
                 match self.echo.handle_accept(slot.handle, now) {

@@ -2,16 +2,16 @@
 //! hand go in through an in-memory device, and the echoes that come out are
 //! parsed back.
 
-use std::collections::VecDeque;
+mod net;
 
+use net::{Wire, leak};
 use selecho_core::smoltcp::{BindError, SmolUdpEcho, to_smoltcp};
 use selecho_core::{DatagramConfig, Instant};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet, SocketStorage};
-use smoltcp::phy::{self, ChecksumCapabilities, Device, DeviceCapabilities, Medium};
 use smoltcp::socket::udp;
 use smoltcp::wire::{
     HardwareAddress, IpAddress, IpCidr, IpListenEndpoint, IpProtocol, Ipv4Address, Ipv4Packet,
-    Ipv4Repr, UdpPacket, UdpRepr,
+    UdpPacket,
 };
 
 const SERVER: Ipv4Address = Ipv4Address::new(10, 0, 0, 2);
@@ -19,80 +19,9 @@ const SECOND: Ipv4Address = Ipv4Address::new(10, 0, 0, 3);
 const CLIENT: Ipv4Address = Ipv4Address::new(10, 0, 0, 1);
 const PORT: u16 = 7007;
 
-/// Packets in and out, IP medium, MTU 1500.
-#[derive(Default)]
-struct Wire {
-    inbound: VecDeque<Vec<u8>>,
-    outbound: Vec<Vec<u8>>,
-}
-
-struct Rx(Vec<u8>);
-
-struct Tx<'a>(&'a mut Vec<Vec<u8>>);
-
-impl phy::RxToken for Rx {
-    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(&self.0)
-    }
-}
-
-impl phy::TxToken for Tx<'_> {
-    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let mut packet = vec![0; len];
-        let result = f(&mut packet);
-        self.0.push(packet);
-        result
-    }
-}
-
-impl Device for Wire {
-    type RxToken<'a> = Rx;
-    type TxToken<'a> = Tx<'a>;
-
-    fn receive(&mut self, _: smoltcp::time::Instant) -> Option<(Rx, Tx<'_>)> {
-        let packet = self.inbound.pop_front()?;
-        Some((Rx(packet), Tx(&mut self.outbound)))
-    }
-
-    fn transmit(&mut self, _: smoltcp::time::Instant) -> Option<Tx<'_>> {
-        Some(Tx(&mut self.outbound))
-    }
-
-    fn capabilities(&self) -> DeviceCapabilities {
-        let mut caps = DeviceCapabilities::default();
-        caps.medium = Medium::Ip;
-        caps.max_transmission_unit = 1500;
-        caps
-    }
-}
-
 /// A UDP datagram as an IPv4 packet.
 fn packet(from: (Ipv4Address, u16), to: (Ipv4Address, u16), payload: &[u8]) -> Vec<u8> {
-    let udp = UdpRepr {
-        src_port: from.1,
-        dst_port: to.1,
-    };
-    let ip = Ipv4Repr {
-        src_addr: from.0,
-        dst_addr: to.0,
-        next_header: IpProtocol::Udp,
-        payload_len: 8 + payload.len(),
-        hop_limit: 64,
-    };
-    let mut bytes = vec![0; ip.buffer_len() + ip.payload_len];
-    let caps = ChecksumCapabilities::default();
-    let mut ip_packet = Ipv4Packet::new_unchecked(&mut bytes);
-    ip.emit(&mut ip_packet, &caps);
-    let mut udp_packet = UdpPacket::new_unchecked(ip_packet.payload_mut());
-    udp.emit(
-        &mut udp_packet,
-        &from.0.into(),
-        &to.0.into(),
-        payload.len(),
-        |buf| buf.copy_from_slice(payload),
-        &caps,
-    );
-    bytes
+    net::udp((from.0.into(), from.1), (to.0.into(), to.1), payload)
 }
 
 /// (source, destination, payload) of a UDP packet the server sent.
@@ -105,11 +34,6 @@ fn parse(bytes: &[u8]) -> ((Ipv4Address, u16), (Ipv4Address, u16), Vec<u8>) {
         (ip.dst_addr(), udp.dst_port()),
         udp.payload().to_vec(),
     )
-}
-
-/// Buffers that live as long as the test (a few KiB, leaked).
-fn leak<T: Clone>(item: T, n: usize) -> &'static mut [T] {
-    Box::leak(vec![item; n].into_boxed_slice())
 }
 
 /// An interface on 10.0.0.2/24 and 10.0.0.3/24 with one UDP socket (16

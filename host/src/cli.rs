@@ -57,21 +57,21 @@ pub struct SelectArgs {
     /// listen(2) backlog of each listener.
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=65535))]
     pub backlog: u32,
-    /// Serve TCP only.
-    #[arg(long, conflicts_with = "no_tcp")]
-    pub no_udp: bool,
-    /// Serve UDP only.
-    #[arg(long)]
-    pub no_tcp: bool,
     #[command(flatten)]
     pub udp: UdpArgs,
     #[command(flatten)]
     pub common: CommonArgs,
 }
 
-/// The UDP echo's rate limit.
+/// Which protocols to serve, and the UDP echo's rate limit.
 #[derive(Debug, Args)]
 pub struct UdpArgs {
+    /// Serve TCP only.
+    #[arg(long, conflicts_with = "no_tcp")]
+    pub no_udp: bool,
+    /// Serve UDP only.
+    #[arg(long)]
+    pub no_tcp: bool,
     /// UDP answers per second to one source address; 0 = no limit (only on
     /// a network of your own: the limit keeps selecho from being a reflector).
     #[arg(long, value_name = "N", default_value_t = 1000)]
@@ -104,15 +104,17 @@ pub struct TunArgs {
     /// Give the kernel's side of the device this address and bring it up.
     #[arg(long, value_name = "CIDR")]
     pub host_address: Option<String>,
-    /// TCP port to serve echo on. Repeat for several.
+    /// Port to serve echo on, TCP and UDP. Repeat for several (at most 16).
     #[arg(long = "port", value_name = "PORT", default_value = "7007")]
     pub ports: Vec<u16>,
     /// Device MTU.
     #[arg(long, value_name = "N", default_value_t = 1500, value_parser = clap::value_parser!(u32).range(576..=65535))]
     pub mtu: u32,
-    /// Connection slots (one smoltcp socket each); beyond them, connections are refused.
-    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Connection slots (one smoltcp socket each), shared by every port; beyond them, connections are refused.
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_conns: u32,
+    #[command(flatten)]
+    pub udp: UdpArgs,
     #[command(flatten)]
     pub common: CommonArgs,
 }

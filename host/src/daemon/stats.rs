@@ -4,43 +4,62 @@
 use std::fmt;
 
 use log::info;
+use selecho_core::smoltcp::PacketCounters;
 use selecho_core::{Counters, DatagramCounters, Duration, Instant};
 
 /// A shell's counts: its TCP machine's, its UDP machine's (when it serves
-/// UDP), summed over its threads; and how many connections are open.
+/// UDP), its packet edge's (when it has one: the TUN shell), summed over
+/// its threads; and how many connections are open.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Totals {
     /// Connections open now (not in the `stopped:` line).
     pub open: usize,
     pub tcp: Counters,
     pub udp: Option<DatagramCounters>,
+    pub packets: Option<PacketCounters>,
+}
+
+/// `mine` plus `theirs`, either of which may be missing.
+fn sum<T: core::ops::AddAssign>(mine: Option<T>, theirs: Option<T>) -> Option<T> {
+    match (mine, theirs) {
+        (Some(mut mine), Some(theirs)) => {
+            mine += theirs;
+            Some(mine)
+        }
+        (mine, theirs) => mine.or(theirs),
+    }
 }
 
 impl core::ops::AddAssign for Totals {
     fn add_assign(&mut self, other: Totals) {
         self.open += other.open;
         self.tcp += other.tcp;
-        self.udp = match (self.udp, other.udp) {
-            (Some(mut mine), Some(theirs)) => {
-                mine += theirs;
-                Some(mine)
-            }
-            (mine, theirs) => mine.or(theirs),
-        };
+        self.udp = sum(self.udp, other.udp);
+        self.packets = sum(self.packets, other.packets);
     }
 }
 
 impl fmt::Display for Totals {
-    /// The TCP counters as `key=N` fields, then the UDP ones as `udp_key=N`.
+    /// The TCP counters as `key=N` fields, then the UDP ones as
+    /// `udp_key=N`, then the packet edge's as `pkt_key=N`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.tcp)?;
         if let Some(udp) = self.udp {
-            for field in udp.to_string().split(' ') {
-                write!(f, " udp_{field}")?;
-            }
+            prefixed(f, "udp_", &udp)?;
+        }
+        if let Some(packets) = self.packets {
+            prefixed(f, "pkt_", &packets)?;
         }
         Ok(())
     }
+}
+
+/// Each `key=N` field of `counters`, as ` PREFIXkey=N`.
+fn prefixed(f: &mut fmt::Formatter<'_>, prefix: &str, counters: &dyn fmt::Display) -> fmt::Result {
+    for field in counters.to_string().split(' ') {
+        write!(f, " {prefix}{field}")?;
+    }
+    Ok(())
 }
 
 /// When the counters are logged next.
@@ -88,7 +107,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn totals_add_up_and_print_udp_apart() {
+    fn totals_add_up_and_print_udp_and_packets_apart() {
         let tcp = Counters {
             accepted: 2,
             bytes_in: 10,
@@ -99,20 +118,27 @@ mod tests {
             echoed: 3,
             ..DatagramCounters::default()
         };
+        let packets = PacketCounters {
+            martian: 2,
+            ..PacketCounters::default()
+        };
         let mut sum = Totals {
             open: 1,
             tcp,
             udp: None,
+            packets: None,
         };
         sum += Totals {
             open: 2,
             tcp,
             udp: Some(udp),
+            packets: None,
         };
         sum += Totals {
             open: 0,
             tcp,
             udp: Some(udp),
+            packets: Some(packets),
         };
         assert_eq!(sum.open, 3);
         assert_eq!(sum.tcp.bytes_in, 30);
@@ -121,6 +147,7 @@ mod tests {
             line.starts_with("accepted=6 refused=0 bytes_in=30 "),
             "{line}"
         );
-        assert!(line.ends_with(" udp_received=6 udp_echoed=6 udp_dropped_full=0 udp_dropped_loop=0 udp_dropped_rate=0 udp_dropped_truncated=0 udp_send_failed=0"), "{line}");
+        assert!(line.contains(" udp_received=6 udp_echoed=6 udp_dropped_full=0 udp_dropped_loop=0 udp_dropped_rate=0 udp_dropped_truncated=0 udp_send_failed=0 pkt_"), "{line}");
+        assert!(line.ends_with(" pkt_bad_checksum=0 pkt_martian=2 pkt_malformed=0 pkt_fragments_dropped=0 pkt_syn_evicted=0 pkt_syn_expired=0"), "{line}");
     }
 }

@@ -86,8 +86,8 @@ impl Plan {
         let open = net::open_descriptors().map_or(3, |fds| fds.len());
         let descriptors = open + sockets + threads * 3 + 2 + max_conns + SLACK;
         let plan = Plan {
-            tcp: !args.no_tcp,
-            udp: !args.no_udp,
+            tcp: !args.udp.no_tcp,
+            udp: !args.udp.no_udp,
             backlog: args.backlog.min(i32::MAX as u32) as i32,
             threads,
             max_conns,

@@ -190,18 +190,18 @@ impl Worker {
 
     /// What the worker has done so far.
     fn totals(&self) -> Totals {
-        let mut udp = self.udp.iter().map(Udp::counters);
-        let first = udp.next();
-        Totals {
+        let mut totals = Totals {
             open: self.echo.len(),
             tcp: *self.echo.counters(),
-            udp: first.map(|first| {
-                udp.fold(first, |mut sum, c| {
-                    sum += c;
-                    sum
-                })
-            }),
+            ..Totals::default()
+        };
+        for udp in &self.udp {
+            totals += Totals {
+                udp: Some(udp.counters()),
+                ..Totals::default()
+            };
         }
+        totals
     }
 
     /// Reads the main thread's orders and carries them out.

@@ -4,6 +4,14 @@
 //! smoltcp through the tokens. (smoltcp's own `TunTapInterface` allocates a
 //! `Vec` for every packet in each direction.)
 //!
+//! # Receiving
+//!
+//! The shell fetches each packet ([`TunDevice::fetch`]) before smoltcp
+//! processes it: [`ingress`](super::ingress) checks it (checksums, martian
+//! sources) and reassembles fragments, and the shell may act on it (a SYN)
+//! before `poll_ingress_single` hands it to smoltcp through
+//! [`Device::receive`], which never reads by itself.
+//!
 //! # Offloads
 //!
 //! With a virtio-net header on the descriptor (`IFF_VNET_HDR`, see
@@ -14,28 +22,37 @@
 //!
 //! - Receive: the kernel may hand over TCP segments of up to 64 KiB (`TSO`)
 //!   whose checksum is not filled in (`CSUM`). smoltcp takes a large segment
-//!   like any other (it does not check received lengths against its MTU), and
-//!   it never verifies received checksums on this device: the peer is the
-//!   local kernel.
+//!   like any other (it does not check received lengths against its MTU);
+//!   the checks leave alone a checksum the header vouches for.
 //! - Send: smoltcp leaves TCP checksums to the device, and the
 //!   [`Coalescer`] merges consecutive full-size segments of a connection
 //!   into one large segment whose checksum the kernel completes. The shell
 //!   calls [`TunDevice::flush`] before it sleeps.
+//!
+//! # Fragments
+//!
+//! smoltcp is told the MTU of the largest IP packet: a reply larger than
+//! the link's MTU (a big UDP echo, a big ping) leaves through the
+//! [`Fragmenter`], and fragments that come in are reassembled first. TCP is
+//! unaffected: smoltcp sends segments no larger than the peer's MSS.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
+use selecho_core::smoltcp::PacketCounters;
 use smoltcp::phy::{self, Checksum, ChecksumCapabilities, Device, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
-use smoltcp::wire::EthernetFrame;
+use smoltcp::wire::{EthernetFrame, IpCidr};
 
 use super::coalesce::{Coalescer, Sink};
-use super::vnet::{self, VnetHdr};
+use super::fragment::Fragmenter;
+use super::ingress::{Fetched, Ingress};
+use super::vnet;
 use crate::sys::tuntap;
 
-/// The largest packet a TUN/TAP device can hand over: an IP packet of
-/// 65535 bytes, plus an Ethernet header on TAP.
-const MAX_PACKET: usize = 65_535 + 14;
+/// The largest IP packet: an IPv6 header and the largest payload (an IPv4
+/// packet stops at 65535).
+const MAX_IP: usize = 40 + 65_535;
 
 /// Packet counts, for the log.
 #[derive(Debug, Default, Clone, Copy)]
@@ -44,7 +61,8 @@ pub struct DevStats {
     pub rx: u64,
     /// Packets smoltcp sent.
     pub tx: u64,
-    /// Writes to the device (fewer than `tx` when segments were coalesced).
+    /// Writes to the device (fewer than `tx` when segments were coalesced,
+    /// more when packets were fragmented).
     pub writes: u64,
     /// Packets the device would not take (full queue or an error): TCP
     /// retransmits them.
@@ -55,21 +73,23 @@ pub struct DevStats {
 pub struct TunDevice {
     fd: OwnedFd,
     medium: Medium,
-    /// smoltcp's MTU: the IP MTU, plus the Ethernet header on TAP.
-    mtu: usize,
-    rx: Vec<u8>,
+    /// Bytes of link-layer header: 14 on TAP.
+    l2: usize,
+    rx: Ingress,
     tx: Tx,
     /// A read failed with something other than "nothing to read".
     error: Option<io::Error>,
 }
 
-/// The sending half: where smoltcp builds packets, and the coalescer.
+/// The sending half: where smoltcp builds packets, the coalescer and the
+/// fragmenter.
 struct Tx {
     /// Where smoltcp builds each packet, after room for the virtio-net
     /// header when there is one.
     staging: Vec<u8>,
     /// With a virtio-net header only.
     coalescer: Option<Coalescer>,
+    fragmenter: Fragmenter,
     stats: DevStats,
 }
 
@@ -81,10 +101,16 @@ struct FdSink<'a> {
 
 impl TunDevice {
     /// A device over the descriptor [`tuntap::open`] attached, whose
-    /// interface has IP MTU `ip_mtu`. With a virtio-net header, asks the
-    /// kernel for checksum and TCP segmentation offload (and does without
-    /// if refused).
-    pub fn new(attached: tuntap::Attached, mode: tuntap::Mode, ip_mtu: usize) -> Self {
+    /// interface has IP MTU `ip_mtu` and (smoltcp's side) the addresses
+    /// `own`. With a virtio-net header, asks the kernel for checksum and
+    /// TCP segmentation offload (and does without if refused).
+    pub fn new(
+        attached: tuntap::Attached,
+        mode: tuntap::Mode,
+        ip_mtu: usize,
+        own: &[IpCidr],
+        seed: u32,
+    ) -> Self {
         let tuntap::Attached { fd, vnet_hdr } = attached;
         let (medium, l2) = match mode {
             tuntap::Mode::Tun => (Medium::Ip, 0),
@@ -97,21 +123,34 @@ impl TunDevice {
             }
         }
         let hdr = if vnet_hdr { vnet::LEN } else { 0 };
-        // Larger than any MTU, so a packet is never truncated even if
-        // someone raises the interface's MTU while we run.
-        let room = hdr + MAX_PACKET;
+        let room = hdr + l2 + MAX_IP;
         TunDevice {
             fd,
             medium,
-            mtu: ip_mtu + l2,
-            rx: vec![0; room],
+            l2,
+            rx: Ingress::new(vnet_hdr, l2, own),
             tx: Tx {
-                staging: vec![0; if vnet_hdr { room } else { ip_mtu + l2 }],
+                staging: vec![0; room],
                 coalescer: vnet_hdr.then(|| Coalescer::new(l2, room)),
+                fragmenter: Fragmenter::new(l2, ip_mtu, vnet_hdr, seed),
                 stats: DevStats::default(),
             },
             error: None,
         }
+    }
+
+    /// The next packet for smoltcp, checked, if one has come (see the
+    /// module docs); smoltcp takes it in its next `poll_ingress_single`.
+    /// At most one read a call. After a read error, `Empty`, and
+    /// [`take_error`](Self::take_error) gives the error.
+    pub fn fetch(&mut self, now: selecho_core::Instant) -> Fetched {
+        if self.error.is_some() {
+            return Fetched::Empty;
+        }
+        self.rx.fetch(self.fd.as_fd(), now).unwrap_or_else(|e| {
+            self.error = Some(e);
+            Fetched::Empty
+        })
     }
 
     /// The first read error since the last call, if any: the device is gone
@@ -122,7 +161,15 @@ impl TunDevice {
 
     /// Packet counts so far.
     pub fn stats(&self) -> DevStats {
-        self.tx.stats
+        DevStats {
+            rx: self.rx.reads,
+            ..self.tx.stats
+        }
+    }
+
+    /// What the checks and reassembly dropped so far.
+    pub fn counters(&self) -> PacketCounters {
+        self.rx.counters()
     }
 
     /// Writes the segments being coalesced. Call before waiting for the
@@ -156,23 +203,7 @@ impl Device for TunDevice {
     type TxToken<'a> = TxToken<'a>;
 
     fn receive(&mut self, _timestamp: Instant) -> Option<(RxToken<'_>, TxToken<'_>)> {
-        if self.error.is_some() {
-            return None;
-        }
-        let n = match tuntap::read(self.fd.as_fd(), &mut self.rx) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
-            Err(e) => {
-                self.error = Some(e);
-                return None;
-            }
-        };
-        self.tx.stats.rx += 1;
-        let packet = if self.vnet_hdr() {
-            received(&self.rx[..n])
-        } else {
-            &self.rx[..n]
-        };
+        let packet = self.rx.take()?;
         let rx = RxToken { packet };
         let tx = TxToken {
             fd: self.fd.as_fd(),
@@ -191,11 +222,11 @@ impl Device for TunDevice {
     fn capabilities(&self) -> DeviceCapabilities {
         let mut caps = DeviceCapabilities::default();
         caps.medium = self.medium;
-        caps.max_transmission_unit = self.mtu;
-        // The peer is the local kernel, which hands over packets with
-        // correct checksums (or, with offloads, none it expects checked):
-        // compute them on send, skip verifying them on receive. With a
-        // virtio-net header TCP's are the device's (see the module docs).
+        // Larger packets than the link takes are fragmented (module docs).
+        caps.max_transmission_unit = self.l2 + MAX_IP;
+        // Checksums are verified before smoltcp sees a packet (`ingress`):
+        // smoltcp computes them on send only. With a virtio-net header
+        // TCP's are the device's (see the module docs).
         let mut checksum = ChecksumCapabilities::default();
         checksum.ipv4 = Checksum::Tx;
         checksum.tcp = if self.vnet_hdr() {
@@ -208,19 +239,6 @@ impl Device for TunDevice {
         checksum.icmpv6 = Checksum::Tx;
         caps.checksum = checksum;
         caps
-    }
-}
-
-/// The packet after the virtio-net header of what a read returned; empty
-/// (smoltcp skips it) if the header is cut short or announces a kind of
-/// large segment other than TCP's, which the device did not ask for.
-fn received(read: &[u8]) -> &[u8] {
-    let Some((hdr, packet)) = VnetHdr::split(read) else {
-        return &[];
-    };
-    match hdr.gso_type & !vnet::GSO_ECN {
-        vnet::GSO_NONE | vnet::GSO_TCPV4 | vnet::GSO_TCPV6 => packet,
-        _ => &[],
     }
 }
 
@@ -252,10 +270,11 @@ impl phy::TxToken for TxToken<'_> {
         let Tx {
             staging,
             coalescer,
+            fragmenter,
             stats,
         } = self.tx;
         let start = if coalescer.is_some() { vnet::LEN } else { 0 };
-        // smoltcp never asks for more than the MTU, which the buffer holds;
+        // smoltcp never asks for more than its MTU, which the buffer holds;
         // should it, grow once rather than fail.
         if staging.len() < start + len {
             staging.resize(start + len, 0);
@@ -263,6 +282,11 @@ impl phy::TxToken for TxToken<'_> {
         let result = f(&mut staging[start..start + len]);
         stats.tx += 1;
         let mut sink = FdSink { fd: self.fd, stats };
+        let frame = &mut staging[start..start + len];
+        if fragmenter.too_large(frame) {
+            fragmenter.send(frame, &mut sink);
+            return result;
+        }
         match coalescer {
             Some(coalescer) => coalescer.push(staging, start + len, &mut sink),
             None => sink.write(&staging[..len], 1),

@@ -19,15 +19,18 @@
 mod coalesce;
 mod device;
 mod diagnose;
+mod fragment;
 mod host_side;
+mod ingress;
 mod plan;
+mod reassemble;
 mod serve;
 mod setup;
 #[cfg(test)]
 mod testing;
 mod vnet;
 
-use selecho_core::smoltcp::SmolEcho;
+use selecho_core::smoltcp::{SmolEcho, SmolUdpEcho};
 
 use crate::cli::TunArgs;
 use crate::daemon::signals::Signals;
@@ -43,6 +46,10 @@ const QUEUE: usize = 16 * 1024;
 
 /// The machine, through the smoltcp adapter.
 type Adapter = SmolEcho<MAX_CONNS, QUEUE>;
+
+/// A port's UDP echo: up to 64 datagrams waiting in 128 KiB (two of the
+/// largest), rate-limit buckets for 256 source addresses.
+type UdpAdapter = SmolUdpEcho<64, { 128 * 1024 }, 256>;
 
 /// Serves until a signal; returns the final counters.
 pub fn run(args: &TunArgs, signals: &Signals) -> anyhow::Result<Totals> {

@@ -4,7 +4,8 @@
 use std::collections::HashSet;
 use std::net::IpAddr;
 
-use selecho_core::{Config, Duration};
+use selecho_core::smoltcp::MAX_PORTS;
+use selecho_core::{Config, Duration, RateLimit};
 use smoltcp::wire::{IpAddress, IpCidr};
 
 use super::MAX_CONNS;
@@ -23,8 +24,12 @@ pub struct Plan {
     /// Each port once, in the order given.
     pub ports: Vec<u16>,
     pub mtu: u32,
-    /// Connection slots: one smoltcp socket each.
+    /// Connection slots: one smoltcp socket each (none with `--no-tcp`).
     pub slots: usize,
+    /// Serve UDP echo on each port (not with `--no-udp`).
+    pub udp: bool,
+    /// Answers per source, for UDP.
+    pub udp_rate: Option<RateLimit>,
     /// The machine's configuration (`--max-conns`, `--idle-timeout`).
     pub machine: Config,
     pub stats_every: Option<Duration>,
@@ -39,7 +44,11 @@ impl Plan {
                 args.ifname
             ))
         })?;
-        let slots = args.max_conns as usize;
+        let slots = if args.udp.no_tcp {
+            0
+        } else {
+            args.max_conns as usize
+        };
         if slots > MAX_CONNS {
             return Err(UsageError(format!(
                 "invalid value '{slots}' for '--max-conns <N>': this build serves at most {MAX_CONNS} connections on a TUN/TAP device"
@@ -74,12 +83,18 @@ impl Plan {
             )));
         }
         let mut seen = HashSet::new();
-        let ports = args
+        let ports: Vec<u16> = args
             .ports
             .iter()
             .copied()
             .filter(|&p| seen.insert(p))
             .collect();
+        if ports.len() > MAX_PORTS {
+            return Err(UsageError(format!(
+                "too many ports: {} given, a TUN/TAP device serves at most {MAX_PORTS}",
+                ports.len()
+            )));
+        }
         Ok(Plan {
             ifname,
             mode,
@@ -88,6 +103,8 @@ impl Plan {
             ports,
             mtu: args.mtu,
             slots,
+            udp: !args.udp.no_udp,
+            udp_rate: args.udp.rate_limit(),
             machine: Config::new()
                 .with_idle_timeout(args.common.idle_timeout())
                 .with_max_connections(slots),

@@ -1,17 +1,18 @@
-//! The loop: packets in one at a time, the adapter's turn, smoltcp's
-//! egress, the device's coalesced writes; then sleep until the device or
-//! the signal pipe is readable or the earliest deadline.
+//! The loop: packets in one at a time, the adapters' turn (TCP, then each
+//! port's UDP), smoltcp's egress, the device's coalesced writes; then sleep
+//! until the device or the signal pipe is readable or the earliest deadline.
 
 use std::os::fd::{AsFd, AsRawFd};
 
 use anyhow::{Context, anyhow};
-use smoltcp::iface::{Interface, PollIngressSingleResult, SocketSet};
+use smoltcp::iface::{Interface, SocketSet};
 
 use selecho_core::smoltcp::{from_smoltcp, to_smoltcp};
 
-use super::Adapter;
 use super::device::TunDevice;
+use super::ingress::Fetched;
 use super::plan::Plan;
+use super::{Adapter, UdpAdapter};
 use crate::daemon;
 use crate::daemon::clock::Clock;
 use crate::daemon::signals::Signals;
@@ -20,6 +21,9 @@ use crate::daemon::stop::{Stop, Verdict};
 use crate::sys::poll;
 use crate::sys::tuntap::IfName;
 
+/// Packets a turn takes in before smoltcp's egress.
+const BATCH: usize = 64;
+
 /// The device, smoltcp's interface and sockets, and the machine's adapter.
 pub struct Stack {
     name: IfName,
@@ -27,6 +31,8 @@ pub struct Stack {
     iface: Interface,
     sockets: SocketSet<'static>,
     adapter: Box<Adapter>,
+    /// One per port, unless `--no-udp`.
+    udp: Vec<Box<UdpAdapter>>,
     clock: Clock,
     stats: Stats,
     stop: Stop,
@@ -38,6 +44,7 @@ impl Stack {
         iface: Interface,
         sockets: SocketSet<'static>,
         adapter: Box<Adapter>,
+        udp: Vec<Box<UdpAdapter>>,
         clock: Clock,
         plan: &Plan,
     ) -> Self {
@@ -47,6 +54,7 @@ impl Stack {
             iface,
             sockets,
             adapter,
+            udp,
             stats: Stats::new(plan.stats_every, clock.now()),
             clock,
             stop: Stop::new(plan.grace),
@@ -70,7 +78,8 @@ impl Stack {
                     break;
                 }
             }
-            self.stats.tick(now, || totals(&self.adapter));
+            self.stats
+                .tick(now, || totals(&self.device, &self.adapter, &self.udp));
 
             let deadline = daemon::earliest([
                 self.iface
@@ -88,7 +97,11 @@ impl Stack {
             let [_, signalled] =
                 poll::wait_readable([self.device.as_fd().as_raw_fd(), signals.fd()], timeout)
                     .context("waiting for the device")?;
-            if signalled && signals.take().handle(|| totals(&self.adapter)) {
+            if signalled
+                && signals
+                    .take()
+                    .handle(|| totals(&self.device, &self.adapter, &self.udp))
+            {
                 let now = self.clock.now();
                 if self.stop.begin(now, self.adapter.echo().len()) {
                     self.adapter.begin_shutdown();
@@ -104,7 +117,7 @@ impl Stack {
             stats.writes,
             stats.tx_dropped
         );
-        Ok(totals(&self.adapter))
+        Ok(totals(&self.device, &self.adapter, &self.udp))
     }
 
     /// One turn: every waiting packet, the adapter, smoltcp's egress, the
@@ -113,28 +126,42 @@ impl Stack {
     fn turn(&mut self) -> anyhow::Result<bool> {
         let now = self.clock.now();
         let stamp = to_smoltcp(now);
-        let (device, iface, sockets, adapter) = (
+        let (device, iface, sockets, adapter, udp) = (
             &mut self.device,
             &mut self.iface,
             &mut self.sockets,
             &mut self.adapter,
+            &mut self.udp,
         );
         // Packets one at a time, so a socket whose connection just finished
-        // closing listens again before a SYN behind that last ACK is seen.
+        // closing listens again before a SYN behind that last ACK is seen,
+        // and each SYN finds a listener if any slot can take it; at most
+        // BATCH reads before the egress, so a flood (of good packets or of
+        // bad ones) cannot hold up answers and timers.
         adapter.relisten(sockets, now);
-        loop {
-            match iface.poll_ingress_single(stamp, device, sockets) {
-                PollIngressSingleResult::None => break,
-                PollIngressSingleResult::PacketProcessed => {}
-                PollIngressSingleResult::SocketStateChanged => {
-                    adapter.relisten(sockets, now);
+        let mut more = true;
+        for _ in 0..BATCH {
+            let arrival = match device.fetch(now) {
+                Fetched::Empty => {
+                    more = false;
+                    break;
                 }
+                Fetched::Taken => continue,
+                Fetched::Packet(arrival) => arrival,
+            };
+            if let Some(syn) = arrival.syn {
+                adapter.make_room(sockets, &syn, now);
             }
+            iface.poll_ingress_single(stamp, device, sockets);
+            adapter.relisten(sockets, now);
         }
         if let Some(e) = device.take_error() {
             return Err(anyhow!(e).context(format!("reading from {}", self.name)));
         }
-        let busy = adapter.poll(sockets, now);
+        let mut busy = adapter.poll(sockets, now) | more;
+        for echo in udp.iter_mut() {
+            busy |= echo.poll(sockets, now);
+        }
         // Timers, then send what the adapter queued (and anything else due).
         iface.poll(stamp, device, sockets);
         // Sockets aborted this turn sent their RST: they may listen again.
@@ -146,10 +173,20 @@ impl Stack {
 }
 
 /// What the shell has done so far.
-fn totals(adapter: &Adapter) -> Totals {
+fn totals(device: &TunDevice, adapter: &Adapter, udp: &[Box<UdpAdapter>]) -> Totals {
+    let mut packets = device.counters();
+    packets += *adapter.packet_counters();
+    let udp = udp
+        .iter()
+        .map(|echo| *echo.counters())
+        .reduce(|mut sum, c| {
+            sum += c;
+            sum
+        });
     Totals {
         open: adapter.echo().len(),
         tcp: *adapter.counters(),
-        udp: None,
+        udp,
+        packets: Some(packets),
     }
 }

@@ -6,24 +6,35 @@ use std::net::{IpAddr, SocketAddr};
 
 use anyhow::anyhow;
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketSet};
-use smoltcp::socket::tcp;
+use smoltcp::socket::{tcp, udp};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress};
 
+use selecho_core::DatagramConfig;
 use selecho_core::smoltcp::to_smoltcp;
 
 use super::device::TunDevice;
 use super::plan::{Plan, neighbour};
 use super::serve::Stack;
-use super::{Adapter, diagnose, host_side};
+use super::{Adapter, UdpAdapter, diagnose, host_side};
 use crate::daemon::announce;
 use crate::daemon::clock::Clock;
 use crate::sys::tuntap::{self, Mode};
 
 /// Receive and send buffer of each smoltcp socket: the TCP window (scaled
-/// beyond 64 KiB). Measured over a 1500-byte-MTU TUN with 4 streaming
-/// connections: 64 KiB gave 1.1 Gbit/s, 256 KiB 1.7 Gbit/s. The memory is
+/// beyond 64 KiB when larger). Before the device used the kernel's
+/// offloads, 64 KiB gave 1.1 Gbit/s over 4 streams and 256 KiB 1.7; with
+/// them, 64 KiB and 256 KiB measure the same within noise (9.1 and 9.0
+/// Gbit/s over 4 streams, `bench/run.sh`'s TUN loads, interleaved), so a
+/// slot costs 128 KiB of socket buffers rather than 512. The memory is
 /// allocated zeroed per slot and touched only as far as windows fill.
-pub const SOCKET_BUFFER: usize = 256 * 1024;
+pub const SOCKET_BUFFER: usize = 64 * 1024;
+
+/// Datagrams a UDP socket holds each way.
+const UDP_PACKETS: usize = 64;
+
+/// Bytes a UDP socket holds each way: two of the largest datagram, so one
+/// always fits once the socket has been read.
+const UDP_BUFFER: usize = 128 * 1024;
 
 /// A peer that acknowledges nothing for this long while we have data for it
 /// (or never completes a handshake) is dropped by smoltcp.
@@ -49,7 +60,14 @@ pub fn start(plan: &Plan) -> anyhow::Result<Stack> {
             );
         }
     }
-    let mut device = TunDevice::new(attached, plan.mode, mtu as usize);
+    let seed = random_seed();
+    let mut device = TunDevice::new(
+        attached,
+        plan.mode,
+        mtu as usize,
+        &[plan.address],
+        seed as u32,
+    );
 
     let clock = Clock::new();
     let hardware = match plan.mode {
@@ -57,7 +75,7 @@ pub fn start(plan: &Plan) -> anyhow::Result<Stack> {
         Mode::Tap => HardwareAddress::Ethernet(TAP_MAC),
     };
     let mut config = IfaceConfig::new(hardware);
-    config.random_seed = random_seed();
+    config.random_seed = seed;
     let mut iface = Interface::new(config, &mut device, to_smoltcp(clock.now()));
     iface.update_ip_addrs(|addrs| {
         // The list holds at least one address, and it was empty.
@@ -74,7 +92,8 @@ pub fn start(plan: &Plan) -> anyhow::Result<Stack> {
         }
     }
 
-    let mut sockets = SocketSet::new(Vec::with_capacity(plan.slots));
+    let udp_sockets = if plan.udp { plan.ports.len() } else { 0 };
+    let mut sockets = SocketSet::new(Vec::with_capacity(plan.slots + udp_sockets));
     let handles: Vec<_> = (0..plan.slots)
         .map(|_| {
             let mut socket = tcp::Socket::new(
@@ -91,21 +110,64 @@ pub fn start(plan: &Plan) -> anyhow::Result<Stack> {
     adapter
         .add_sockets(&mut sockets, handles, &plan.ports)
         .map_err(|e| anyhow!("setting up {} sockets: {e}", plan.slots))?;
+    let udp = udp_echoes(plan, &mut sockets)?;
 
     log::info!(
-        "{name}: smoltcp at {} over {} (MTU {mtu}), {} connection slots over {} port(s)",
+        "{name}: smoltcp at {} over {} (MTU {mtu}), {} connection slots over {} port(s), UDP {}",
         plan.address,
         plan.mode.label(),
         plan.slots,
-        plan.ports.len()
+        plan.ports.len(),
+        if plan.udp { "too" } else { "off" }
     );
     let ip = IpAddr::from(plan.address.address());
+    let tcp = plan.ports.iter().filter(|_| plan.slots > 0);
+    let udp_ports = plan.ports.iter().filter(|_| plan.udp);
     announce::listening(
-        plan.ports
-            .iter()
-            .map(|&port| (SocketAddr::new(ip, port), "tcp")),
+        tcp.map(|&port| (SocketAddr::new(ip, port), "tcp"))
+            .chain(udp_ports.map(|&port| (SocketAddr::new(ip, port), "udp"))),
     );
-    Ok(Stack::new(device, iface, sockets, adapter, clock, plan))
+    Ok(Stack::new(
+        device, iface, sockets, adapter, udp, clock, plan,
+    ))
+}
+
+/// A UDP socket bound to smoltcp's address on each port, each with an
+/// adapter; none with `--no-udp`. The ports (the first four) are the
+/// machines' own: a datagram from one is never answered.
+fn udp_echoes(
+    plan: &Plan,
+    sockets: &mut SocketSet<'static>,
+) -> anyhow::Result<Vec<Box<UdpAdapter>>> {
+    if !plan.udp {
+        return Ok(Vec::new());
+    }
+    let mut own = [0; 4];
+    for (place, &port) in own.iter_mut().zip(&plan.ports) {
+        *place = port;
+    }
+    let config = DatagramConfig::new()
+        .with_rate_limit(plan.udp_rate)
+        .with_own_ports(own);
+    plan.ports
+        .iter()
+        .map(|&port| {
+            let handle = sockets.add(udp::Socket::new(udp_buffer(), udp_buffer()));
+            let mut echo = Box::write(Box::new_uninit(), UdpAdapter::new(config));
+            echo.bind(sockets, handle, (plan.address.address(), port))
+                .map_err(|e| anyhow!("binding UDP port {port}: {e}"))?;
+            Ok(echo)
+        })
+        .collect()
+}
+
+/// One direction of a UDP socket: [`UDP_PACKETS`] datagrams in
+/// [`UDP_BUFFER`] bytes.
+fn udp_buffer() -> udp::PacketBuffer<'static> {
+    udp::PacketBuffer::new(
+        vec![udp::PacketMetadata::EMPTY; UDP_PACKETS],
+        vec![0; UDP_BUFFER],
+    )
 }
 
 /// A seed for smoltcp's initial sequence numbers and ports: differs per run.

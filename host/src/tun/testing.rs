@@ -58,3 +58,41 @@ impl Sink for Frames {
         self.0.push((frame.to_vec(), segs));
     }
 }
+
+/// Packets as a peer builds them, shared with the core's tests.
+#[path = "../../../core/tests/net/mod.rs"]
+pub mod net;
+
+/// `Frames`' frames with the virtio-net header taken off.
+pub fn without_vnet(frames: &Frames) -> Vec<Vec<u8>> {
+    frames
+        .0
+        .iter()
+        .map(|(frame, _)| frame[super::vnet::LEN..].to_vec())
+        .collect()
+}
+
+/// Two ends of a packet pipe (a `SOCK_SEQPACKET` socket pair): what is
+/// written to one is read from the other a packet at a time, as from a
+/// TUN/TAP descriptor.
+pub fn packet_pipe() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: socketpair writes two descriptors into the array it is given.
+    let rc = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    };
+    assert_eq!(rc, 0, "socketpair: {}", std::io::Error::last_os_error());
+    // SAFETY: socketpair just returned these descriptors and nothing else owns them.
+    unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    }
+}

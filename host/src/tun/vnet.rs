@@ -10,6 +10,10 @@ pub use crate::sys::tuntap::VNET_HDR_LEN as LEN;
 /// complement at `csum_start + csum_offset`.
 pub const F_NEEDS_CSUM: u8 = 1;
 
+/// `VIRTIO_NET_HDR_F_DATA_VALID`: the kernel (or the NIC before it) has
+/// checked the transport checksum.
+pub const F_DATA_VALID: u8 = 2;
+
 /// `gso_type`: one packet.
 pub const GSO_NONE: u8 = 0;
 /// `gso_type`: a TCP/IPv4 segment larger than the MTU, split at `gso_size`.

@@ -100,6 +100,16 @@ impl ServerProcess {
         Some(self.addrs[i])
     }
 
+    /// The addresses announced for `protocol` (`tcp`, `udp`), in order.
+    pub fn addrs_of(&self, protocol: &str) -> Vec<SocketAddr> {
+        self.addrs
+            .iter()
+            .zip(&self.protocols)
+            .filter(|(_, p)| *p == protocol)
+            .map(|(&addr, _)| addr)
+            .collect()
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(Child::id).unwrap_or(0)
