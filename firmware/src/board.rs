@@ -136,8 +136,13 @@ impl Board for Mps2 {
 
     fn begin_turn(&mut self) -> Instant {
         WOKEN.store(false, Ordering::Relaxed);
+        // Clear the chip's interrupt status (its line falls), then forget
+        // a wake-up this turn handles anyway: the line rose while masked.
+        // A frame that comes after the clear raises the line again, and the
+        // NVIC keeps a raised line pending: no wake-up is lost.
         let chip = self.device.chip();
         chip.service();
+        NVIC::unpend(Irq::Ethernet);
         let stats = *chip.stats();
         if stats.errors() != self.errors {
             self.errors = stats.errors();
