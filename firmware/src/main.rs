@@ -21,6 +21,9 @@ const SOCKET_RX: usize = 2048;
 /// smoltcp send buffer per socket.
 const SOCKET_TX: usize = 2048;
 
+// The table costs at most 64 bytes per connection beyond the queue.
+const _: () = assert!(server::table_bytes_per_connection::<QUEUE>() <= 64);
+
 /// Everything the server uses, in one static.
 static STATICS: Statics<SLOTS, QUEUE, SOCKET_RX, SOCKET_TX> = Statics::new();
 

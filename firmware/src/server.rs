@@ -11,6 +11,8 @@
 //! [`SocketSet`] (one more [`SocketStorage`] in [`Statics`]) and its own
 //! machine, polled in [`Server::turn`] next to the TCP adapter.
 
+use core::mem::size_of;
+
 use selecho_core::smoltcp::{AddError, SmolEcho, from_smoltcp, to_smoltcp};
 use selecho_core::{Config, Duration, Instant};
 use smoltcp::iface::{
@@ -30,6 +32,13 @@ const TCP_TIMEOUT: smoltcp::time::Duration = smoltcp::time::Duration::from_secs(
 /// Frames taken in per turn before the machine gets its share; more wait
 /// in the device for the next turn (which comes at once).
 const INGRESS_PER_TURN: usize = 16;
+
+/// Bytes one more connection slot adds to the machine's table and the
+/// adapter's slots, its `Q`-byte queue left out: what a connection costs
+/// besides its queue and its smoltcp socket.
+pub const fn table_bytes_per_connection<const Q: usize>() -> usize {
+    (size_of::<SmolEcho<16, Q>>() - size_of::<SmolEcho<8, Q>>()) / 8 - Q
+}
 
 /// What the server needs of a board.
 pub trait Board {
