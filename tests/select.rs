@@ -2,9 +2,6 @@
 //! loopback, driven by blocking clients with time-outs. Every server is a
 //! `ServerProcess`, killed when the test ends however it ends.
 
-mod common;
-mod scenarios;
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
@@ -13,9 +10,11 @@ use std::sync::Barrier;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::tcp::{BOUND, TcpServer};
-use common::{ServerProcess, assert_usage_error, counter, run_to_end, selecho};
-use scenarios::{End, Server, assert_bytes, pattern};
+use selecho_testkit::pattern::bytes as pattern;
+use selecho_testkit::process::{ServerProcess, assert_usage_error, counter, run_to_end};
+use selecho_testkit::scenarios::{self, End, Server, assert_bytes};
+use selecho_testkit::tcp::{BOUND, TcpServer, stats_count_an_echo, try_connect};
+use selecho_testkit::{scenario_tests, selecho};
 
 /// `selecho --listen 127.0.0.1:0` with the scenario's settings.
 /// Loopback works everywhere, so this driver never skips.
@@ -36,7 +35,7 @@ scenario_tests!(start, big = 1 << 20);
 
 /// The binary with `args`, logging warnings only.
 fn server_cmd(args: &[&str]) -> Command {
-    let mut cmd = selecho();
+    let mut cmd = selecho!();
     cmd.arg("-q").args(args);
     cmd
 }
@@ -92,11 +91,11 @@ fn read_after_fin(conn: &mut TcpStream) -> (Vec<u8>, End) {
 
 #[test]
 fn bad_flags_exit_2() {
-    assert_usage_error(&["--max-conns", "0"], "--max-conns");
-    assert_usage_error(&["--listen", "nonsense"], "nonsense");
-    assert_usage_error(&["--grace=-1"], "--grace");
+    assert_usage_error(selecho!().args(["--max-conns", "0"]), "--max-conns");
+    assert_usage_error(selecho!().args(["--listen", "nonsense"]), "nonsense");
+    assert_usage_error(selecho!().args(["--grace=-1"]), "--grace");
     // Beyond FD_SETSIZE: refused before anything is bound, in one line.
-    let (code, _, stderr) = run_to_end(&["--max-conns", "5000"]);
+    let (code, _, stderr) = run_to_end(selecho!().args(["--max-conns", "5000"]));
     assert_eq!(code, Some(2), "stderr: {stderr}");
     assert_eq!(stderr.lines().count(), 1, "one line: {stderr:?}");
     assert!(
@@ -104,14 +103,14 @@ fn bad_flags_exit_2() {
         "{stderr:?}"
     );
     // 1024 is one too many as well: the server's own descriptors take room.
-    assert_usage_error(&["--max-conns", "1024"], "--max-conns 1024");
+    assert_usage_error(selecho!().args(["--max-conns", "1024"]), "--max-conns 1024");
 }
 
 #[test]
 fn address_in_use_exits_1_naming_the_address() {
     let taken = TcpListener::bind("127.0.0.1:0").expect("bind a port to take");
     let addr = taken.local_addr().expect("local address").to_string();
-    let (code, stdout, stderr) = run_to_end(&["-q", "--listen", &addr]);
+    let (code, stdout, stderr) = run_to_end(selecho!().args(["-q", "--listen", &addr]));
     assert_eq!(code, Some(1), "stderr: {stderr}");
     assert!(
         stdout.is_empty(),
@@ -273,8 +272,8 @@ fn start_with_nofile(args: &[&str], nofile: u64) -> ServerProcess {
 }
 
 /// A connection, or `None` if the server reset it before `connect` returned.
-fn try_connect(addr: SocketAddr) -> Option<TcpStream> {
-    match TcpStream::connect_timeout(&addr, BOUND) {
+fn connect_or_reset(addr: SocketAddr) -> Option<TcpStream> {
+    match try_connect(addr) {
         Ok(conn) => {
             // Short: a connection neither served nor turned away fails fast.
             conn.set_read_timeout(Some(Duration::from_secs(5)))
@@ -321,7 +320,7 @@ fn descriptor_flood_does_not_spin_and_recovers() {
     let cpu_before = process.cpu_time();
     let started = Instant::now();
 
-    let mut conns: Vec<TcpStream> = (0..FLOOD).filter_map(|_| try_connect(addr)).collect();
+    let mut conns: Vec<TcpStream> = (0..FLOOD).filter_map(|_| connect_or_reset(addr)).collect();
     let mut served = 0;
     for (i, conn) in conns.iter_mut().enumerate() {
         served += usize::from(try_echo(conn, i as u64));
@@ -353,7 +352,7 @@ fn descriptor_flood_does_not_spin_and_recovers() {
     drop(conns);
     let deadline = Instant::now() + BOUND;
     loop {
-        if try_connect(addr).is_some_and(|mut conn| try_echo(&mut conn, 7)) {
+        if connect_or_reset(addr).is_some_and(|mut conn| try_echo(&mut conn, 7)) {
             break;
         }
         assert!(
@@ -361,6 +360,14 @@ fn descriptor_flood_does_not_spin_and_recovers() {
             "no newcomer served after the flood"
         );
     }
+}
+
+#[test]
+fn stats_interval_logs_the_counters() {
+    let mut cmd = selecho!();
+    cmd.args(["--listen", "127.0.0.1:0", "--stats-interval", "0.05"]);
+    let mut server = TcpServer::new(ServerProcess::start(cmd, 1));
+    stats_count_an_echo(&mut server, 1234);
 }
 
 #[test]

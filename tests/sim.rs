@@ -2,11 +2,10 @@
 //! shell and the clients in memory, with a fake clock that jumps straight to
 //! the machine's next deadline instead of waiting for it.
 
-mod scenarios;
-
-use scenarios::{End, Server, Setup};
 use selecho_core::sim::{ClientId, ClientState, Sim};
 use selecho_core::{Config, Duration};
+use selecho_testkit::scenario_tests;
+use selecho_testkit::scenarios::{End, Server, Setup};
 
 /// 8 slots (the most a scenario asks for), 1 KiB queues so that queues wrap
 /// and fill often, 4 KiB pipes standing in for the kernel's buffers.

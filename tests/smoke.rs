@@ -2,20 +2,14 @@
 //! select shell: ping-pong and full-duplex stream, every byte checked.
 //! (The long, interleaved runs against tokio are `selecho-bench`, not a test.)
 
-mod common;
-mod scenarios;
-
 use selecho_bench::load::{self, Config, Mode};
+use selecho_testkit::process::ServerProcess;
+use selecho_testkit::selecho;
 
 fn run(mode: Mode, conns: usize, size: usize) {
-    let server = common::ServerProcess::start(
-        {
-            let mut cmd = common::selecho();
-            cmd.args(["--listen", "127.0.0.1:0", "-q"]);
-            cmd
-        },
-        1,
-    );
+    let mut cmd = selecho!();
+    cmd.args(["--listen", "127.0.0.1:0", "-q"]);
+    let server = ServerProcess::start(cmd, 1);
     let result = load::run(&Config {
         addr: server.addr(),
         conns,

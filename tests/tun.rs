@@ -12,84 +12,30 @@
 //!
 //! The argument checks (exit status 2) need no privilege and always run.
 
-mod common;
-mod scenarios;
-
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, TcpStream};
+use std::path::Path;
 use std::process::Command;
 use std::thread;
 use std::time::Duration;
 
-use common::tcp::{BOUND, TcpServer};
-use common::{ServerProcess, assert_exit, assert_usage_error, selecho};
-use scenarios::{End, Server, assert_bytes, pattern};
+use selecho_testkit::netns::{self, ip};
+use selecho_testkit::pattern::bytes as pattern;
+use selecho_testkit::process::{
+    ServerProcess, SharedCopy, assert_exit, assert_usage_error, counter,
+};
+use selecho_testkit::scenarios::{self, End, Server, assert_bytes};
+use selecho_testkit::tcp::{BOUND, TcpServer, stats_count_an_echo, try_connect};
+use selecho_testkit::{scenario_tests, selecho};
 
 /// smoltcp's address on the device.
 const ADDRESS: &str = "10.77.0.2/24";
 /// The kernel's address on the device.
 const HOST_ADDRESS: &str = "10.77.0.1/24";
 
-/// Why TUN tests cannot run here, if they cannot.
-fn unsupported() -> Option<String> {
-    if !common::is_root() {
-        return Some("not root (the TUN tests need CAP_NET_ADMIN)".into());
-    }
-    if !std::path::Path::new("/dev/net/tun").exists() {
-        return Some("no /dev/net/tun".into());
-    }
-    None
-}
-
-/// Moves this thread (and what it spawns from now on) into a new, empty
-/// network namespace with loopback up. `Err` with a reason if it cannot.
-fn enter_fresh_netns() -> Result<(), String> {
-    if let Some(reason) = unsupported() {
-        return Err(reason);
-    }
-    // SAFETY: unshare(2) takes no pointers; CLONE_NEWNET affects only the calling thread.
-    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-        return Err(format!(
-            "unshare(CLONE_NEWNET): {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    ip(&["link", "set", "lo", "up"]);
-    Ok(())
-}
-
-/// Enters a fresh namespace, or prints why not and returns `false`: the
-/// caller returns early (a skip, said out loud).
-fn netns_or_skip(test: &str) -> bool {
-    match enter_fresh_netns() {
-        Ok(()) => true,
-        Err(reason) => {
-            say(&format!("skipped {test}: {reason}"));
-            false
-        }
-    }
-}
-
-/// Writes a line to the real stderr, past the test harness's capture, so
-/// a skip is always seen.
-fn say(line: &str) {
-    let _ = writeln!(std::io::stderr(), "{line}");
-}
-
-/// Runs `ip ARGS` in this thread's namespace; panics if it fails.
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// `selecho tun -q --ifname tun0 --address .. --host-address .. ARGS`.
 fn tun_cmd(args: &[&str]) -> Command {
-    let mut cmd = selecho();
+    let mut cmd = selecho!();
     cmd.args([
         "tun",
         "-q",
@@ -108,7 +54,7 @@ fn tun_cmd(args: &[&str]) -> Command {
 /// A TUN server with the scenario's settings, in a namespace of its own;
 /// `None` (after saying why) where TUN tests cannot run.
 fn start(setup: scenarios::Setup) -> Option<TcpServer> {
-    if !netns_or_skip("a shared scenario") {
+    if !netns::enter_or_skip() {
         return None;
     }
     let mut args = vec!["--max-conns".to_owned(), setup.max_conns.to_string()];
@@ -121,281 +67,289 @@ fn start(setup: scenarios::Setup) -> Option<TcpServer> {
 
 scenario_tests!(start, big = 1 << 20);
 
-/// Connects once: the stream, or the error (refused, …).
-fn try_connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
-    let stream = TcpStream::connect_timeout(&addr, BOUND)?;
-    stream.set_read_timeout(Some(BOUND))?;
-    stream.set_write_timeout(Some(BOUND))?;
-    Ok(stream)
-}
-
 #[test]
 fn refuses_beyond_its_slots_then_recovers() {
-    if !netns_or_skip("refuses_beyond_its_slots_then_recovers") {
-        return;
-    }
-    let mut server = TcpServer::new(ServerProcess::start(tun_cmd(&["--max-conns", "2"]), 1));
-    let mut conns: Vec<TcpStream> = (0..2).map(|_| server.connect()).collect();
-    for (i, conn) in conns.iter_mut().enumerate() {
-        let msg = pattern(i as u64, 100);
+    netns::test(|| {
+        let mut server = TcpServer::new(ServerProcess::start(tun_cmd(&["--max-conns", "2"]), 1));
+        let mut conns: Vec<TcpStream> = (0..2).map(|_| server.connect()).collect();
+        for (i, conn) in conns.iter_mut().enumerate() {
+            let msg = pattern(i as u64, 100);
+            assert_bytes(
+                &server.exchange(conn, &msg),
+                &msg,
+                "while filling the slots",
+            );
+        }
+        for _ in 0..3 {
+            let err =
+                try_connect(server.addr).expect_err("a third connection while both slots are busy");
+            assert_eq!(
+                err.kind(),
+                ErrorKind::ConnectionRefused,
+                "refused with RST: {err}"
+            );
+        }
+        // Free one slot; the next connection, made at once, is served.
+        let (rest, end) = server.stream_and_close(&mut conns[0], b"bye");
+        assert_bytes(&rest, b"bye", "the last bytes of the closing connection");
+        assert_eq!(end, End::Eof);
+        let mut fresh = try_connect(server.addr).expect("a connection once a slot is free");
+        let msg = pattern(7, 20_000);
         assert_bytes(
-            &server.exchange(conn, &msg),
+            &server.exchange(&mut fresh, &msg),
             &msg,
-            "while filling the slots",
+            "the new connection",
         );
-    }
-    for _ in 0..3 {
-        let err =
-            try_connect(server.addr).expect_err("a third connection while both slots are busy");
-        assert_eq!(
-            err.kind(),
-            ErrorKind::ConnectionRefused,
-            "refused with RST: {err}"
+        assert_bytes(
+            &server.exchange(&mut conns[1], &msg),
+            &msg,
+            "the other one still served",
         );
-    }
-    // Free one slot; the next connection, made at once, is served.
-    let (rest, end) = server.stream_and_close(&mut conns[0], b"bye");
-    assert_bytes(&rest, b"bye", "the last bytes of the closing connection");
-    assert_eq!(end, End::Eof);
-    let mut fresh = try_connect(server.addr).expect("a connection once a slot is free");
-    let msg = pattern(7, 20_000);
-    assert_bytes(
-        &server.exchange(&mut fresh, &msg),
-        &msg,
-        "the new connection",
-    );
-    assert_bytes(
-        &server.exchange(&mut conns[1], &msg),
-        &msg,
-        "the other one still served",
-    );
-    // And the slots are full again.
-    let err = try_connect(server.addr).expect_err("full again");
-    assert_eq!(err.kind(), ErrorKind::ConnectionRefused);
+        // And the slots are full again.
+        let err = try_connect(server.addr).expect_err("full again");
+        assert_eq!(err.kind(), ErrorKind::ConnectionRefused);
+    });
 }
 
 #[test]
 fn tap_mode_echoes() {
-    if !netns_or_skip("tap_mode_echoes") {
-        return;
-    }
-    let mut server = TcpServer::new(ServerProcess::start(
-        tun_cmd(&["--tap", "--ifname", "tap0", "--port", "7", "--port", "7007"]),
-        2,
-    ));
-    assert_eq!(server.process.addrs.len(), 2);
-    for addr in server.process.addrs.clone() {
-        server.addr = addr;
-        let mut conn = server.connect();
-        let data = pattern(u64::from(addr.port()), 200_000);
-        let (got, end) = server.stream_and_close(&mut conn, &data);
-        assert_bytes(&got, &data, &format!("TAP echo on {addr}"));
-        assert_eq!(end, End::Eof);
-    }
+    netns::test(|| {
+        let mut server = TcpServer::new(ServerProcess::start(
+            tun_cmd(&["--tap", "--ifname", "tap0", "--port", "7", "--port", "7007"]),
+            2,
+        ));
+        assert_eq!(server.process.addrs.len(), 2);
+        for addr in server.process.addrs.clone() {
+            server.addr = addr;
+            let mut conn = server.connect();
+            let data = pattern(u64::from(addr.port()), 200_000);
+            let (got, end) = server.stream_and_close(&mut conn, &data);
+            assert_bytes(&got, &data, &format!("TAP echo on {addr}"));
+            assert_eq!(end, End::Eof);
+        }
+    });
 }
 
 #[test]
 fn ipv6_address() {
-    if !netns_or_skip("ipv6_address") {
-        return;
-    }
-    let mut cmd = selecho();
-    cmd.args([
-        "tun",
-        "-q",
-        "--ifname",
-        "tun6",
-        "--address",
-        "fd00:77::2/64",
-        "--host-address",
-        "fd00:77::1/64",
-    ]);
-    let mut server = TcpServer::new(ServerProcess::start(cmd, 1));
-    assert_eq!(server.addr.to_string(), "[fd00:77::2]:7007");
-    // Usable as soon as `listening on` is printed: no DAD wait.
-    let mut conn = try_connect(server.addr).expect("connect over IPv6");
-    let data = pattern(6, 50_000);
-    assert_bytes(&server.exchange(&mut conn, &data), &data, "IPv6 echo");
+    netns::test(|| {
+        let mut cmd = selecho!();
+        cmd.args([
+            "tun",
+            "-q",
+            "--ifname",
+            "tun6",
+            "--address",
+            "fd00:77::2/64",
+            "--host-address",
+            "fd00:77::1/64",
+        ]);
+        let mut server = TcpServer::new(ServerProcess::start(cmd, 1));
+        assert_eq!(server.addr.to_string(), "[fd00:77::2]:7007");
+        // Usable as soon as `listening on` is printed: no DAD wait.
+        let mut conn = try_connect(server.addr).expect("connect over IPv6");
+        let data = pattern(6, 50_000);
+        assert_bytes(&server.exchange(&mut conn, &data), &data, "IPv6 echo");
+    });
 }
 
 #[test]
 fn sigterm_finishes_connections_then_exits_0() {
-    if !netns_or_skip("sigterm_finishes_connections_then_exits_0") {
-        return;
-    }
-    let mut server = TcpServer::new(ServerProcess::start(tun_cmd(&["--grace", "5"]), 1));
-    let mut conn = server.connect();
-    let msg = pattern(3, 1000);
-    assert_bytes(&server.exchange(&mut conn, &msg), &msg, "before the signal");
-    server.process.signal(libc::SIGTERM);
-    // The server closes its side gracefully: EOF, not a reset.
-    let (rest, end) = server.read_to_end(&mut conn);
-    assert!(rest.is_empty());
-    assert_eq!(end, End::Eof, "a graceful close on shutdown");
-    conn.shutdown(Shutdown::Write).ok();
-    drop(conn);
-    let stopped = server.process.wait_stopped(BOUND);
-    assert_eq!(common::counter(&stopped, "accepted"), 1, "{stopped}");
-    assert_eq!(common::counter(&stopped, "shut_down"), 1, "{stopped}");
+    netns::test(|| {
+        let mut server = TcpServer::new(ServerProcess::start(tun_cmd(&["--grace", "5"]), 1));
+        let mut conn = server.connect();
+        let msg = pattern(3, 1000);
+        assert_bytes(&server.exchange(&mut conn, &msg), &msg, "before the signal");
+        server.process.signal(libc::SIGTERM);
+        // The server closes its side gracefully: EOF, not a reset.
+        let (rest, end) = server.read_to_end(&mut conn);
+        assert!(rest.is_empty());
+        assert_eq!(end, End::Eof, "a graceful close on shutdown");
+        conn.shutdown(Shutdown::Write).ok();
+        drop(conn);
+        let stopped = server.process.wait_stopped(BOUND);
+        assert_eq!(counter(&stopped, "accepted"), 1, "{stopped}");
+        assert_eq!(counter(&stopped, "shut_down"), 1, "{stopped}");
+    });
+}
+
+#[test]
+fn stats_interval_logs_the_counters() {
+    netns::test(|| {
+        let mut cmd = tun_cmd(&["--stats-interval", "0.05"]);
+        // Over the -q of tun_cmd: info, where stats lines go.
+        cmd.env("SELECHO_LOG", "info");
+        let mut server = TcpServer::new(ServerProcess::start(cmd, 1));
+        stats_count_an_echo(&mut server, 1234);
+    });
 }
 
 #[test]
 fn idle_server_uses_no_cpu() {
-    if !netns_or_skip("idle_server_uses_no_cpu") {
-        return;
-    }
-    let mut server = TcpServer::new(ServerProcess::start(tun_cmd(&[]), 1));
-    let mut conn = server.connect();
-    let msg = pattern(4, 100);
-    assert_bytes(&server.exchange(&mut conn, &msg), &msg, "one echo");
-    let before = server.process.cpu_time();
-    // An observation window, not a wait for an event.
-    thread::sleep(Duration::from_secs(1));
-    let used = server.process.cpu_time() - before;
-    assert!(
-        used < Duration::from_millis(50),
-        "an idle server used {used:?} of CPU in 1 s"
-    );
-    // Still serving.
-    assert_bytes(&server.exchange(&mut conn, &msg), &msg, "after idling");
+    netns::test(|| {
+        let mut server = TcpServer::new(ServerProcess::start(tun_cmd(&[]), 1));
+        let mut conn = server.connect();
+        let msg = pattern(4, 100);
+        assert_bytes(&server.exchange(&mut conn, &msg), &msg, "one echo");
+        let before = server.process.cpu_time();
+        // An observation window, not a wait for an event.
+        thread::sleep(Duration::from_secs(1));
+        let used = server.process.cpu_time() - before;
+        assert!(
+            used < Duration::from_millis(50),
+            "an idle server used {used:?} of CPU in 1 s"
+        );
+        // Still serving.
+        assert_bytes(&server.exchange(&mut conn, &msg), &msg, "after idling");
+    });
 }
 
 #[test]
 fn device_of_the_other_mode_is_a_clear_error() {
-    if !netns_or_skip("device_of_the_other_mode_is_a_clear_error") {
-        return;
-    }
-    ip(&["tuntap", "add", "dev", "tapx", "mode", "tap"]);
-    let stderr = assert_exit(
-        &["tun", "--ifname", "tapx", "--address", ADDRESS],
-        1,
-        "tapx is a TAP device",
-    );
-    assert!(stderr.contains("--tap"), "{stderr}");
-    // And the other way round.
-    ip(&["tuntap", "add", "dev", "tunx", "mode", "tun"]);
-    assert_exit(
-        &["tun", "--tap", "--ifname", "tunx", "--address", ADDRESS],
-        1,
-        "tunx is a TUN device",
-    );
-    // Not a TUN/TAP device at all.
-    assert_exit(
-        &["tun", "--ifname", "lo", "--address", ADDRESS],
-        1,
-        "not a TUN/TAP device",
-    );
+    netns::test(|| {
+        ip(&["tuntap", "add", "dev", "tapx", "mode", "tap"]);
+        let stderr = assert_exit(
+            selecho!().args(["tun", "--ifname", "tapx", "--address", ADDRESS]),
+            1,
+            "tapx is a TAP device",
+        );
+        assert!(stderr.contains("--tap"), "{stderr}");
+        // And the other way round.
+        ip(&["tuntap", "add", "dev", "tunx", "mode", "tun"]);
+        assert_exit(
+            selecho!().args(["tun", "--tap", "--ifname", "tunx", "--address", ADDRESS]),
+            1,
+            "tunx is a TUN device",
+        );
+        // Not a TUN/TAP device at all.
+        assert_exit(
+            selecho!().args(["tun", "--ifname", "lo", "--address", ADDRESS]),
+            1,
+            "not a TUN/TAP device",
+        );
+    });
 }
 
 #[test]
 fn busy_device_is_a_clear_error() {
-    if !netns_or_skip("busy_device_is_a_clear_error") {
-        return;
-    }
-    let _server = ServerProcess::start(tun_cmd(&[]), 1);
-    assert_exit(
-        &["tun", "--ifname", "tun0", "--address", ADDRESS],
-        1,
-        "tun0 is busy",
-    );
+    netns::test(|| {
+        let _server = ServerProcess::start(tun_cmd(&[]), 1);
+        assert_exit(
+            selecho!().args(["tun", "--ifname", "tun0", "--address", ADDRESS]),
+            1,
+            "tun0 is busy",
+        );
+    });
 }
 
 #[test]
 fn permission_denied_is_a_clear_error() {
-    if !netns_or_skip("permission_denied_is_a_clear_error") {
-        return;
-    }
-    use std::os::unix::process::CommandExt;
-    // A device owned by root: an unprivileged user may neither attach to it
-    // nor (with /dev/net/tun at mode 0600, as here) open the clone device.
-    ip(&["tuntap", "add", "dev", "tunr", "mode", "tun", "user", "0"]);
-    let out = selecho()
-        .args(["tun", "--ifname", "tunr", "--address", ADDRESS])
-        .uid(65_534)
-        .gid(65_534)
-        .output()
-        .expect("run selecho as nobody");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "exit status; stderr: {stderr}");
-    assert!(out.stdout.is_empty(), "nothing served");
-    assert!(
-        stderr.contains("permission denied") && stderr.contains("tunr"),
-        "a message naming the device and the cause: {stderr}"
-    );
+    netns::test(|| {
+        use std::os::unix::process::CommandExt;
+        // The checkout may be where user nobody cannot reach the binary.
+        let nobody = match SharedCopy::new(Path::new(selecho!().get_program()), 65_534) {
+            Ok(copy) => copy,
+            Err(reason) => return netns::skip(&reason),
+        };
+        // A device owned by root: an unprivileged user may neither attach to it
+        // nor (with /dev/net/tun at mode 0600, as here) open the clone device.
+        ip(&["tuntap", "add", "dev", "tunr", "mode", "tun", "user", "0"]);
+        let out = Command::new(&nobody.path)
+            .args(["tun", "--ifname", "tunr", "--address", ADDRESS])
+            .uid(65_534)
+            .gid(65_534)
+            .output()
+            .expect("run selecho as nobody");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "exit status; stderr: {stderr}");
+        assert!(out.stdout.is_empty(), "nothing served");
+        assert!(
+            stderr.contains("permission denied") && stderr.contains("tunr"),
+            "a message naming the device and the cause: {stderr}"
+        );
+    });
 }
 
 #[test]
 fn works_without_host_address_once_configured_by_hand() {
-    if !netns_or_skip("works_without_host_address_once_configured_by_hand") {
-        return;
-    }
-    ip(&["tuntap", "add", "dev", "tunm", "mode", "tun"]);
-    let mut cmd = selecho();
-    cmd.args(["tun", "-q", "--ifname", "tunm", "--address", ADDRESS]);
-    let mut server = TcpServer::new(ServerProcess::start(cmd, 1));
-    ip(&["addr", "add", HOST_ADDRESS, "dev", "tunm"]);
-    ip(&["link", "set", "tunm", "up"]);
-    let mut conn = server.connect();
-    let msg = pattern(8, 3000);
-    assert_bytes(
-        &server.exchange(&mut conn, &msg),
-        &msg,
-        "echo on a device set up by hand",
-    );
+    netns::test(|| {
+        ip(&["tuntap", "add", "dev", "tunm", "mode", "tun"]);
+        let mut cmd = selecho!();
+        cmd.args(["tun", "-q", "--ifname", "tunm", "--address", ADDRESS]);
+        let mut server = TcpServer::new(ServerProcess::start(cmd, 1));
+        ip(&["addr", "add", HOST_ADDRESS, "dev", "tunm"]);
+        ip(&["link", "set", "tunm", "up"]);
+        let mut conn = server.connect();
+        let msg = pattern(8, 3000);
+        assert_bytes(
+            &server.exchange(&mut conn, &msg),
+            &msg,
+            "echo on a device set up by hand",
+        );
+    });
 }
 
 #[test]
 fn bad_addresses_exit_2() {
     // Checked before any device is touched: no privilege needed.
     assert_usage_error(
-        &[
+        selecho!().args([
             "tun",
             "--address",
             "10.7.0.2/24",
             "--host-address",
             "10.7.0.2/24",
-        ],
+        ]),
         "smoltcp's own address",
     );
     assert_usage_error(
-        &[
+        selecho!().args([
             "tun",
             "--address",
             "10.7.0.2/24",
             "--host-address",
             "10.8.0.1/24",
-        ],
+        ]),
         "not in the same subnet",
     );
     assert_usage_error(
-        &[
+        selecho!().args([
             "tun",
             "--address",
             "10.7.0.2/24",
             "--host-address",
             "fd00::1/64",
-        ],
+        ]),
         "not in the same subnet",
     );
-    assert_usage_error(&["tun", "--address", "10.7.0.2"], "ADDRESS/PREFIX");
-    assert_usage_error(&["tun", "--address", "10.7.0.300/24"], "not an IP address");
-    assert_usage_error(&["tun", "--address", "10.7.0.2/40"], "prefix length");
     assert_usage_error(
-        &["tun", "--address", "10.7.0.2/24", "--max-conns", "100000"],
+        selecho!().args(["tun", "--address", "10.7.0.2"]),
+        "ADDRESS/PREFIX",
+    );
+    assert_usage_error(
+        selecho!().args(["tun", "--address", "10.7.0.300/24"]),
+        "not an IP address",
+    );
+    assert_usage_error(
+        selecho!().args(["tun", "--address", "10.7.0.2/40"]),
+        "prefix length",
+    );
+    assert_usage_error(
+        selecho!().args(["tun", "--address", "10.7.0.2/24", "--max-conns", "100000"]),
         "--max-conns",
     );
     assert_usage_error(
-        &["tun", "--address", "10.7.0.2/24", "--port", "0"],
+        selecho!().args(["tun", "--address", "10.7.0.2/24", "--port", "0"]),
         "port 0",
     );
     assert_usage_error(
-        &[
+        selecho!().args([
             "tun",
             "--address",
             "10.7.0.2/24",
             "--ifname",
             "a-name-far-too-long",
-        ],
+        ]),
         "--ifname",
     );
 }
@@ -404,27 +358,26 @@ fn bad_addresses_exit_2() {
 /// shows the server moving data both ways on several connections at once.
 #[test]
 fn concurrent_streams() {
-    if !netns_or_skip("concurrent_streams") {
-        return;
-    }
-    let server = TcpServer::new(ServerProcess::start(tun_cmd(&["--max-conns", "8"]), 1));
-    let addr = server.addr;
-    thread::scope(|s| {
-        for i in 0..8u64 {
-            s.spawn(move || {
-                let mut conn = try_connect(addr).expect("connect");
-                let data = pattern(100 + i, 1 << 20);
-                let mut writer = conn.try_clone().expect("clone");
-                let sending = thread::spawn(move || {
-                    writer.write_all(&data).expect("write");
-                    writer.shutdown(Shutdown::Write).expect("shutdown");
-                    data
+    netns::test(|| {
+        let server = TcpServer::new(ServerProcess::start(tun_cmd(&["--max-conns", "8"]), 1));
+        let addr = server.addr;
+        thread::scope(|s| {
+            for i in 0..8u64 {
+                s.spawn(move || {
+                    let mut conn = try_connect(addr).expect("connect");
+                    let data = pattern(100 + i, 1 << 20);
+                    let mut writer = conn.try_clone().expect("clone");
+                    let sending = thread::spawn(move || {
+                        writer.write_all(&data).expect("write");
+                        writer.shutdown(Shutdown::Write).expect("shutdown");
+                        data
+                    });
+                    let mut got = Vec::new();
+                    conn.read_to_end(&mut got).expect("read to end");
+                    let data = sending.join().expect("writer");
+                    assert_bytes(&got, &data, &format!("stream {i}"));
                 });
-                let mut got = Vec::new();
-                conn.read_to_end(&mut got).expect("read to end");
-                let data = sending.join().expect("writer");
-                assert_bytes(&got, &data, &format!("stream {i}"));
-            });
-        }
+            }
+        });
     });
 }

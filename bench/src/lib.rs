@@ -2,8 +2,12 @@
 //! (`selecho-load`), a reference tokio echo server (`tokio-echo`) and a
 //! runner comparing servers (`selecho-bench`).
 
+//!
+//! Without the default `runner` feature only the load generator's engine
+//! ([`load`], [`result`]) is built: what the host's smoke test needs, with
+//! none of the runner's tokio, plotters or serde.
+
 pub mod load;
-pub mod pattern;
-pub mod procstat;
+#[cfg(feature = "runner")]
 pub mod report;
 pub mod result;

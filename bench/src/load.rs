@@ -10,8 +10,8 @@ use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::pattern;
-use crate::procstat;
+use selecho_testkit::{pattern, procstat};
+
 use crate::result::{ErrorCounts, LoadResult};
 
 /// Connect attempts per connection before it counts as a failure.
@@ -29,7 +29,8 @@ const READ_BUF: usize = 64 * 1024;
 const MISMATCH_REPORTS: u64 = 3;
 
 /// Traffic pattern of each connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "runner", derive(clap::ValueEnum))]
 pub enum Mode {
     /// Write one message, read its echo, repeat.
     Pingpong,
@@ -76,7 +77,7 @@ pub fn run(cfg: &Config) -> Result<LoadResult> {
     }
     let pid = cfg.pid.map(|p| p.to_string());
     if let Some(pid) = &pid {
-        procstat::cpu_seconds(pid).context("server --pid")?;
+        procstat::cpu_time(pid).context("server --pid")?;
     }
     let mut errors = ErrorCounts::default();
     let mut per_thread: Vec<Vec<(usize, StdTcpStream)>> =
@@ -165,11 +166,12 @@ fn retryable(e: &io::Error) -> bool {
 /// own CPU time at both edges; returns the CPU seconds spent in the window.
 fn measure_cpu(pid: Option<&str>, window: Window) -> (Option<f64>, Option<f64>) {
     std::thread::sleep(window.from.saturating_duration_since(Instant::now()));
-    let server0 = pid.and_then(|p| procstat::cpu_seconds(p).ok());
-    let client0 = procstat::cpu_seconds("self").ok();
+    let cpu = |pid: &str| procstat::cpu_time(pid).ok().map(|t| t.as_secs_f64());
+    let server0 = pid.and_then(cpu);
+    let client0 = cpu("self");
     std::thread::sleep(window.to.saturating_duration_since(Instant::now()));
-    let server1 = pid.and_then(|p| procstat::cpu_seconds(p).ok());
-    let client1 = procstat::cpu_seconds("self").ok();
+    let server1 = pid.and_then(cpu);
+    let client1 = cpu("self");
     if pid.is_some() && server1.is_none() {
         eprintln!("warning: could not read the server's CPU time at the end of the window");
     }

@@ -1,9 +1,8 @@
 //! The result of one load-generator run, as printed by `selecho-load --json`.
 
-use serde::{Deserialize, Serialize};
-
 /// Measurements of one load-generator run over its measured window.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "runner", derive(serde::Serialize, serde::Deserialize))]
 pub struct LoadResult {
     /// `"pingpong"` or `"stream"`.
     pub mode: String,
@@ -40,7 +39,8 @@ pub struct LoadResult {
 }
 
 /// Error counts of one run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "runner", derive(serde::Serialize, serde::Deserialize))]
 pub struct ErrorCounts {
     /// Echoed bytes that differed from what was sent (or excess bytes).
     pub mismatches: u64,

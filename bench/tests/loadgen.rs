@@ -1,21 +1,22 @@
 //! `selecho-load` against the `tokio-echo` binary and against a
 //! deliberately broken echo server.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use selecho_bench::result::LoadResult;
+use selecho_testkit::process::ServerProcess;
 
 const LOAD: &str = env!("CARGO_BIN_EXE_selecho-load");
 const TOKIO_ECHO: &str = env!("CARGO_BIN_EXE_tokio-echo");
 
 #[test]
 fn pingpong_against_tokio_echo_verifies_without_errors() {
-    let server = TokioEcho::start("current");
+    let server = tokio_echo("current");
     let (out, result) = run_load(
-        &server.addr,
-        Some(server.child.id()),
+        &server.addr().to_string(),
+        Some(server.pid()),
         &["--mode", "pingpong", "--conns", "8", "--size", "100"],
     );
     assert!(out.status.success(), "{out:?}");
@@ -28,10 +29,10 @@ fn pingpong_against_tokio_echo_verifies_without_errors() {
 
 #[test]
 fn stream_against_tokio_echo_verifies_without_errors() {
-    let server = TokioEcho::start("multi");
+    let server = tokio_echo("multi");
     let (out, result) = run_load(
-        &server.addr,
-        Some(server.child.id()),
+        &server.addr().to_string(),
+        Some(server.pid()),
         &["--mode", "stream", "--conns", "2", "--size", "16384"],
     );
     assert!(out.status.success(), "{out:?}");
@@ -99,36 +100,9 @@ fn run_load(addr: &str, pid: Option<u32>, extra: &[&str]) -> (Output, LoadResult
     (out, result)
 }
 
-/// A `tokio-echo` child, killed on drop.
-struct TokioEcho {
-    child: Child,
-    addr: String,
-}
-
-impl TokioEcho {
-    fn start(runtime: &str) -> TokioEcho {
-        let mut child = Command::new(TOKIO_ECHO)
-            .args(["--listen", "127.0.0.1:0", "--runtime", runtime])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("tokio-echo starts");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the listening line");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
-        TokioEcho { child, addr }
-    }
-}
-
-impl Drop for TokioEcho {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A `tokio-echo` child on loopback, killed on drop.
+fn tokio_echo(runtime: &str) -> ServerProcess {
+    let mut cmd = Command::new(TOKIO_ECHO);
+    cmd.args(["--listen", "127.0.0.1:0", "--runtime", runtime]);
+    ServerProcess::start(cmd, 1)
 }

@@ -227,10 +227,16 @@ impl<const N: usize, const Q: usize> SmolEcho<N, Q> {
         self.slots.len()
     }
 
+    /// Connections not finished yet: open in the machine, or released by
+    /// it while TCP is still closing them.
+    pub fn open(&self) -> usize {
+        self.echo.len() + self.closing
+    }
+
     /// Whether no connection is open and no socket is still closing: after
     /// [`begin_shutdown`](Self::begin_shutdown), the shell may stop.
     pub fn is_empty(&self) -> bool {
-        self.echo.is_empty() && self.closing == 0
+        self.open() == 0
     }
 
     /// One turn: take newly established connections, move bytes between the

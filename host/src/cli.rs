@@ -1,4 +1,5 @@
-//! The command line: a contract that scripts and tests rely on.
+//! The command line: a contract that scripts and tests rely on. Flags only;
+//! each shell's `plan` turns them into checked values.
 
 use std::net::SocketAddr;
 
@@ -21,6 +22,16 @@ pub struct Cli {
     pub select: SelectArgs,
 }
 
+impl Cli {
+    /// The flags both shells share, of whichever shell was chosen.
+    pub fn common(&self) -> &CommonArgs {
+        match &self.command {
+            None => &self.select.common,
+            Some(Command::Tun(args)) => &args.common,
+        }
+    }
+}
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -37,20 +48,11 @@ pub struct SelectArgs {
     /// Most connections served at once; more wait in the kernel's backlog.
     #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_conns: u32,
-    /// Close a connection idle (no byte either way) this long; 0 = never.
-    #[arg(long, value_name = "SECS", default_value_t = 0.0, value_parser = parse_secs)]
-    pub idle_timeout: f64,
     /// listen(2) backlog of each listener.
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=65535))]
     pub backlog: u32,
-    /// Log the counters at info level this often; 0 = never.
-    #[arg(long, value_name = "SECS", default_value_t = 0.0, value_parser = parse_secs)]
-    pub stats_interval: f64,
-    /// On SIGINT/SIGTERM, how long to keep sending what is queued before closing anyway.
-    #[arg(long, value_name = "SECS", default_value_t = 2.0, value_parser = parse_secs)]
-    pub grace: f64,
     #[command(flatten)]
-    pub verbosity: Verbosity,
+    pub common: CommonArgs,
 }
 
 /// `selecho tun --address CIDR ...`
@@ -77,14 +79,41 @@ pub struct TunArgs {
     /// Connection slots (one smoltcp socket each); beyond them, connections are refused.
     #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_conns: u32,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// What both shells take: timing and verbosity.
+#[derive(Debug, Args)]
+pub struct CommonArgs {
     /// Close a connection idle (no byte either way) this long; 0 = never.
     #[arg(long, value_name = "SECS", default_value_t = 0.0, value_parser = parse_secs)]
     pub idle_timeout: f64,
+    /// Log the counters at info level this often; 0 = never.
+    #[arg(long, value_name = "SECS", default_value_t = 0.0, value_parser = parse_secs)]
+    pub stats_interval: f64,
     /// On SIGINT/SIGTERM, how long to keep sending what is queued before closing anyway.
     #[arg(long, value_name = "SECS", default_value_t = 2.0, value_parser = parse_secs)]
     pub grace: f64,
     #[command(flatten)]
     pub verbosity: Verbosity,
+}
+
+impl CommonArgs {
+    /// `--idle-timeout`, for the machine; `None` when off.
+    pub fn idle_timeout(&self) -> Option<selecho_core::Duration> {
+        duration_or_off(self.idle_timeout)
+    }
+
+    /// `--stats-interval`; `None` when off.
+    pub fn stats_interval(&self) -> Option<selecho_core::Duration> {
+        duration_or_off(self.stats_interval)
+    }
+
+    /// `--grace`.
+    pub fn grace(&self) -> selecho_core::Duration {
+        duration_or_off(self.grace).unwrap_or(selecho_core::Duration::ZERO)
+    }
 }
 
 /// `-v` (debug, twice: trace) and `-q` (warnings only, twice: errors only).
@@ -111,6 +140,20 @@ impl Verbosity {
     }
 }
 
+/// A bad value that clap could not check by itself (it depends on other
+/// flags or on the environment): reported like clap's own errors, with exit
+/// status 2.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
 /// Seconds as a non-negative, finite number, at most a year.
 fn parse_secs(s: &str) -> Result<f64, String> {
     let secs: f64 = s
@@ -123,7 +166,7 @@ fn parse_secs(s: &str) -> Result<f64, String> {
 }
 
 /// `secs` as an optional core duration: 0 means off.
-pub fn duration_or_off(secs: f64) -> Option<selecho_core::Duration> {
+fn duration_or_off(secs: f64) -> Option<selecho_core::Duration> {
     if secs == 0.0 {
         return None;
     }
@@ -151,5 +194,22 @@ mod tests {
             duration_or_off(2.5),
             Some(selecho_core::Duration::from_millis(2_500))
         );
+    }
+
+    #[test]
+    fn both_shells_take_the_common_flags() {
+        let select = Cli::parse_from(["selecho", "--stats-interval", "3", "--grace", "1"]);
+        assert_eq!(select.common().stats_interval, 3.0);
+        let tun = Cli::parse_from([
+            "selecho",
+            "tun",
+            "--address",
+            "10.0.0.2/24",
+            "--stats-interval",
+            "4",
+            "-q",
+        ]);
+        assert_eq!(tun.common().stats_interval, 4.0);
+        assert_eq!(tun.common().verbosity.level(), log::LevelFilter::Warn);
     }
 }

@@ -1,43 +1,29 @@
 //! `selecho`: the RFC 862 echo daemon. Both shells drive the same
-//! `selecho-core` machine: `select` over the kernel's sockets (default), or
-//! smoltcp over a TUN/TAP device (`selecho tun`).
+//! `selecho-core` machine: `select` over the kernel's sockets (default,
+//! [`select`]), or smoltcp over a TUN/TAP device (`selecho tun`, [`tun`]).
+//!
+//! Each shell goes the same way: flags ([`cli`]) → a checked plan → set-up
+//! → the loop; what they share (signals, the graceful stop, stats, the
+//! lines on stdout) is in [`daemon`], and every libc call in [`sys`].
 
 mod cli;
-mod clock;
+mod daemon;
 mod select;
-mod signals;
 mod sys;
 mod tun;
-mod tundev;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command};
-use crate::signals::Signals;
-
-/// A bad value that clap could not check by itself: reported like clap's own
-/// errors, with exit status 2.
-#[derive(Debug)]
-pub struct UsageError(pub String);
-
-impl std::fmt::Display for UsageError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for UsageError {}
+use crate::cli::{Cli, Command, UsageError};
+use crate::daemon::announce;
+use crate::daemon::signals::Signals;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let verbosity = match &cli.command {
-        None => cli.select.verbosity,
-        Some(Command::Tun(args)) => args.verbosity,
-    };
     env_logger::Builder::new()
-        .filter_level(verbosity.level())
+        .filter_level(cli.common().verbosity.level())
         .parse_env("SELECHO_LOG")
         .init();
     let signals = match Signals::install() {
@@ -53,7 +39,9 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(counters) => {
-            println!("stopped: {counters}");
+            if let Err(e) = announce::stopped(&counters) {
+                log::warn!("cannot print the final counters: {e}");
+            }
             ExitCode::SUCCESS
         }
         Err(e) if e.is::<UsageError>() => {

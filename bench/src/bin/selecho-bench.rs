@@ -3,18 +3,16 @@
 //! `results.md` and `results.svg`.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::Parser;
 use selecho_bench::load::Mode;
 use selecho_bench::report::{self, Summary};
 use selecho_bench::result::LoadResult;
+use selecho_testkit::process::ServerProcess;
 
 /// How long a server may take to print `listening on ADDR`.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -267,7 +265,7 @@ fn loads(args: &Args) -> Vec<Load> {
 
 /// Starts `server`, runs one load against it and stops it.
 fn run_one(args: &Args, load_bin: &Path, server: &Server, load: &Load) -> Result<LoadResult> {
-    let mut child = ServerProcess::start(server)?;
+    let mut child = start(server)?;
     let mut cmd = match &server.netns {
         Some(ns) => {
             let mut c = Command::new("ip");
@@ -277,7 +275,7 @@ fn run_one(args: &Args, load_bin: &Path, server: &Server, load: &Load) -> Result
         None => Command::new(load_bin),
     };
     cmd.arg("--addr")
-        .arg(child.addr.to_string())
+        .arg(child.addr().to_string())
         .args(["--conns", &load.conns.to_string()])
         .args(["--size", &load.size.to_string()])
         .args(["--mode", load.mode.name()])
@@ -296,7 +294,7 @@ fn run_one(args: &Args, load_bin: &Path, server: &Server, load: &Load) -> Result
         .find(|l| l.starts_with('{'))
         .map(serde_json::from_str::<LoadResult>);
     let exited = child.exited();
-    child.stop();
+    child.stop(STOP_TIMEOUT);
     if let Some(status) = exited {
         bail!("{} exited during the run: {status}", server.name);
     }
@@ -317,107 +315,15 @@ fn run_one(args: &Args, load_bin: &Path, server: &Server, load: &Load) -> Result
     Ok(result)
 }
 
-/// A running server; stopped (SIGTERM, then SIGKILL) when dropped.
-struct ServerProcess {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl ServerProcess {
-    /// Spawns `server` and waits for its `listening on ADDR` line.
-    fn start(server: &Server) -> Result<ServerProcess> {
-        let (program, rest) = server
-            .command
-            .split_first()
-            .context("server command is empty")?;
-        let mut child = Command::new(program)
-            .args(rest)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("starting {}", server.name))?;
-        let stdout = child.stdout.take().context("child stdout")?;
-        let (tx, rx) = mpsc::channel();
-        // The reader keeps draining stdout after the address line so the
-        // server never blocks on a full pipe; it ends when the child does.
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                let Some(at) = line.find("listening on ") else {
-                    continue;
-                };
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(line[at + "listening on ".len()..].trim().to_string());
-                }
-            }
-        });
-        let mut guard = ServerProcess {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        };
-        let addr = match rx.recv_timeout(READY_TIMEOUT) {
-            Ok(addr) => addr,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                bail!(
-                    "{} printed no 'listening on ADDR' within {READY_TIMEOUT:?}",
-                    server.name
-                )
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                bail!(
-                    "{} closed stdout without printing 'listening on ADDR'",
-                    server.name
-                )
-            }
-        };
-        guard.addr = addr
-            .parse()
-            .with_context(|| format!("{} printed an invalid address {addr:?}", server.name))?;
-        Ok(guard)
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// The exit status if the server has already exited.
-    fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.try_wait().ok().flatten()
-    }
-
-    /// Sends SIGTERM, waits up to [`STOP_TIMEOUT`], then kills.
-    fn stop(&mut self) {
-        if self.exited().is_some() {
-            return;
-        }
-        let Ok(pid) = libc::pid_t::try_from(self.child.id()) else {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-            return;
-        };
-        // SAFETY: kill() has no memory-safety preconditions; `pid` is our
-        // own child, which has not been reaped yet (try_wait saw it alive),
-        // so the pid cannot have been reused.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        while Instant::now() < deadline {
-            if self.exited().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        eprintln!("server {pid} ignored SIGTERM; killing it");
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        self.stop();
-    }
+/// Starts `server` and waits for its `listening on ADDR` line.
+fn start(server: &Server) -> Result<ServerProcess> {
+    let (program, rest) = server
+        .command
+        .split_first()
+        .context("server command is empty")?;
+    let mut cmd = Command::new(program);
+    cmd.args(rest);
+    ServerProcess::spawn(cmd, 1, READY_TIMEOUT).map_err(|e| anyhow!("{}: {e}", server.name))
 }
 
 /// Writes results.md and results.svg into `--out-dir`.

@@ -3,12 +3,13 @@
 //! same machine behaves the same in every place it runs.
 //!
 //! A driver implements [`Server`] for its way of reaching the machine and
-//! calls [`scenario_tests!`] with a function that starts a server for a
-//! [`Setup`]; every scenario becomes a `#[test]` of that driver.
-
-#![allow(dead_code)]
+//! calls [`scenario_tests!`](crate::scenario_tests) with a function that
+//! starts a server for a [`Setup`]; every scenario becomes a `#[test]` of
+//! that driver.
 
 use std::time::Duration;
+
+use crate::pattern::bytes as pattern;
 
 /// How a scenario wants the server configured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,19 +76,6 @@ pub trait Server {
 
     /// Closes with a reset (SO_LINGER 0).
     fn abort(&mut self, conn: Self::Conn);
-}
-
-/// Deterministic bytes that differ per `seed` and per position.
-pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }
 
 /// Asserts equality of byte strings without printing megabytes.
@@ -250,67 +238,67 @@ macro_rules! scenario_tests {
     ($start:path, big = $big:expr) => {
         #[test]
         fn echo_many_sizes() {
-            let Some(mut server) = $start(scenarios::Setup::DEFAULT) else {
+            let Some(mut server) = $start($crate::scenarios::Setup::DEFAULT) else {
                 return;
             };
-            scenarios::echo_many_sizes(&mut server);
+            $crate::scenarios::echo_many_sizes(&mut server);
         }
 
         #[test]
         fn many_connections_interleaved() {
-            let setup = scenarios::Setup::DEFAULT;
+            let setup = $crate::scenarios::Setup::DEFAULT;
             let Some(mut server) = $start(setup) else {
                 return;
             };
-            scenarios::many_connections_interleaved(&mut server, setup.max_conns);
+            $crate::scenarios::many_connections_interleaved(&mut server, setup.max_conns);
         }
 
         #[test]
         fn half_close_in_flight() {
-            let Some(mut server) = $start(scenarios::Setup::DEFAULT) else {
+            let Some(mut server) = $start($crate::scenarios::Setup::DEFAULT) else {
                 return;
             };
-            scenarios::half_close_in_flight(&mut server, $big);
+            $crate::scenarios::half_close_in_flight(&mut server, $big);
         }
 
         #[test]
         fn slow_reader_does_not_hurt_others() {
-            let Some(mut server) = $start(scenarios::Setup::DEFAULT) else {
+            let Some(mut server) = $start($crate::scenarios::Setup::DEFAULT) else {
                 return;
             };
-            scenarios::slow_reader_does_not_hurt_others(&mut server);
+            $crate::scenarios::slow_reader_does_not_hurt_others(&mut server);
         }
 
         #[test]
         fn reset_mid_stream() {
-            let Some(mut server) = $start(scenarios::Setup::DEFAULT) else {
+            let Some(mut server) = $start($crate::scenarios::Setup::DEFAULT) else {
                 return;
             };
-            scenarios::reset_mid_stream(&mut server);
+            $crate::scenarios::reset_mid_stream(&mut server);
         }
 
         #[test]
         fn full_table_then_recovery() {
-            let setup = scenarios::Setup {
+            let setup = $crate::scenarios::Setup {
                 max_conns: 3,
-                ..scenarios::Setup::DEFAULT
+                ..$crate::scenarios::Setup::DEFAULT
             };
             let Some(mut server) = $start(setup) else {
                 return;
             };
-            scenarios::full_table_then_recovery(&mut server, setup.max_conns);
+            $crate::scenarios::full_table_then_recovery(&mut server, setup.max_conns);
         }
 
         #[test]
         fn idle_timeout_closes() {
-            let setup = scenarios::Setup {
+            let setup = $crate::scenarios::Setup {
                 idle_timeout: Some(std::time::Duration::from_millis(300)),
-                ..scenarios::Setup::DEFAULT
+                ..$crate::scenarios::Setup::DEFAULT
             };
             let Some(mut server) = $start(setup) else {
                 return;
             };
-            scenarios::idle_timeout_closes(&mut server);
+            $crate::scenarios::idle_timeout_closes(&mut server);
         }
     };
 }

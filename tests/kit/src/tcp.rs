@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use socket2::SockRef;
 
-use super::ServerProcess;
+use crate::pattern;
+use crate::process::{ServerProcess, counter};
 use crate::scenarios::{End, Server};
 
 /// The longest any single wait may take before the test fails.
@@ -35,28 +36,27 @@ impl TcpServer {
     }
 }
 
+/// Connects to `addr` with [`BOUND`] time-outs on every call: the stream,
+/// or the error (refused, reset, …).
+pub fn try_connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let stream = TcpStream::connect_timeout(&addr, BOUND)?;
+    stream.set_read_timeout(Some(BOUND))?;
+    stream.set_write_timeout(Some(BOUND))?;
+    Ok(stream)
+}
+
 impl Server for TcpServer {
     type Conn = TcpStream;
 
     fn connect(&mut self) -> TcpStream {
-        let stream = TcpStream::connect_timeout(&self.addr, BOUND).expect("connect");
+        let stream = try_connect(self.addr).expect("connect");
         stream.set_nodelay(true).expect("TCP_NODELAY");
-        stream.set_read_timeout(Some(BOUND)).expect("read time-out");
-        stream
-            .set_write_timeout(Some(BOUND))
-            .expect("write time-out");
         stream
     }
 
     fn connect_when_full(&mut self) -> Option<TcpStream> {
-        match TcpStream::connect_timeout(&self.addr, BOUND) {
-            Ok(stream) => {
-                stream.set_read_timeout(Some(BOUND)).expect("read time-out");
-                stream
-                    .set_write_timeout(Some(BOUND))
-                    .expect("write time-out");
-                Some(stream)
-            }
+        match try_connect(self.addr) {
+            Ok(stream) => Some(stream),
             Err(e) if e.kind() == ErrorKind::ConnectionRefused => None,
             Err(e) => panic!("connect while full: {e}"),
         }
@@ -127,6 +127,28 @@ impl Server for TcpServer {
             .set_linger(Some(Duration::ZERO))
             .expect("SO_LINGER 0");
         drop(conn);
+    }
+}
+
+/// For a server started with a short `--stats-interval` and info logging:
+/// after one echo of `n` bytes, a stats line in the log counts it.
+pub fn stats_count_an_echo(server: &mut TcpServer, n: usize) {
+    let mut conn = server.connect();
+    let msg = pattern::bytes(77, n);
+    let got = server.exchange(&mut conn, &msg);
+    crate::scenarios::assert_bytes(&got, &msg, "the echo before the stats");
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let line = server
+            .process
+            .log_line("stats: ", deadline)
+            .expect("a stats line within the bound");
+        if counter(&line, "bytes_out") == n as u64 {
+            assert!(line.contains("stats: 1 open, "), "{line}");
+            assert_eq!(counter(&line, "accepted"), 1, "{line}");
+            assert_eq!(counter(&line, "bytes_in"), n as u64, "{line}");
+            return;
+        }
     }
 }
 

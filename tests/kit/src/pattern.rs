@@ -8,6 +8,13 @@
 /// Size of the scratch buffer [`verify`] compares against.
 const SCRATCH: usize = 4096;
 
+/// The first `len` bytes of stream `seed`.
+pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut buf = vec![0; len];
+    fill(seed, 0, &mut buf);
+    buf
+}
+
 /// Fills `buf` with the bytes of stream `seed` starting at position `pos`.
 pub fn fill(seed: u64, pos: u64, buf: &mut [u8]) {
     let mut pos = pos;
