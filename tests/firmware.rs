@@ -15,7 +15,8 @@
 //!
 //! Without root, `/dev/net/tun`, QEMU, `defmt-print`, the thumbv7m target
 //! or llvm-tools, a test prints what is missing (and the fix) on stderr and
-//! returns early: a skip said out loud. The usage checks of `firmware/run`
+//! returns early: a skip said out loud (CI sets `SELECHO_FIRMWARE_REQUIRED=1`,
+//! which turns a skip into a failure). The usage checks of `firmware/run`
 //! need none of it and always run.
 
 use std::fs::File;
@@ -81,6 +82,15 @@ fn missing_tools() -> Option<String> {
         );
     }
     None
+}
+
+/// Skips the calling test saying why, on stderr; or fails it, where the
+/// firmware tests must run (`SELECHO_FIRMWARE_REQUIRED=1`, as in CI).
+fn skip(reason: &str) {
+    if std::env::var_os("SELECHO_FIRMWARE_REQUIRED").is_some_and(|v| v == "1") {
+        panic!("the firmware tests must run here (SELECHO_FIRMWARE_REQUIRED=1), but: {reason}");
+    }
+    netns::skip(reason);
 }
 
 /// Why the firmware cannot be booted on a TAP here, if it cannot.
@@ -240,7 +250,7 @@ impl Firmware {
     /// saying why) where it cannot run.
     fn start(args: &[&str], listeners: usize) -> Option<Firmware> {
         if let Some(reason) = unsupported() {
-            netns::skip(&reason);
+            skip(&reason);
             return None;
         }
         build();
@@ -412,7 +422,7 @@ fn sigterm_stops_qemu_and_removes_the_tap() {
 #[test]
 fn a_command_line_the_firmware_refuses_exits_2() {
     if let Some(reason) = unsupported() {
-        netns::skip(&reason);
+        skip(&reason);
         return;
     }
     build();
@@ -450,7 +460,7 @@ fn bad_usage_exits_2() {
 #[test]
 fn on_target_tests_pass() {
     if let Some(reason) = missing_tools() {
-        netns::skip(&reason);
+        skip(&reason);
         return;
     }
     let mut cmd = Command::new("cargo");
@@ -472,7 +482,7 @@ fn on_target_tests_pass() {
 #[test]
 fn footprint_fits_in_64_kib_of_flash() {
     if let Some(reason) = missing_tools() {
-        netns::skip(&reason);
+        skip(&reason);
         return;
     }
     build();
