@@ -11,7 +11,7 @@
 //! [`SocketSet`] (one more [`SocketStorage`] in [`Statics`]) and its own
 //! machine, polled in [`Server::turn`] next to the TCP adapter.
 
-use core::mem::size_of;
+use core::mem::{MaybeUninit, size_of};
 
 use selecho_core::smoltcp::{AddError, SmolEcho, from_smoltcp, to_smoltcp};
 use selecho_core::{Config, Duration, Instant};
@@ -64,7 +64,9 @@ pub trait Board {
 /// so the static costs no flash).
 pub struct Statics<const N: usize, const Q: usize, const RX: usize, const TX: usize> {
     buffers: ConstStaticCell<SocketBuffers<N, RX, TX>>,
-    sockets: StaticCell<[SocketStorage<'static>; N]>,
+    /// Filled in place at set-up: a `[SocketStorage::EMPTY; N]` built
+    /// whole would take the stack (or, as an initialiser, flash).
+    sockets: StaticCell<[MaybeUninit<SocketStorage<'static>>; N]>,
     echo: StaticCell<SmolEcho<N, Q>>,
     iface: StaticCell<Interface>,
 }
@@ -129,8 +131,13 @@ impl<const N: usize, const Q: usize> Server<N, Q> {
         let SocketBuffers { rx, tx } = statics.buffers.try_take().ok_or(SetupError::Taken)?;
         let storage = statics
             .sockets
-            .try_init_with(|| [SocketStorage::EMPTY; N])
+            .try_init_with(|| [const { MaybeUninit::uninit() }; N])
             .ok_or(SetupError::Taken)?;
+        for slot in storage.iter_mut() {
+            slot.write(SocketStorage::EMPTY);
+        }
+        // SAFETY: every element was written just above.
+        let storage = unsafe { storage.assume_init_mut() };
         let mut config = IfaceConfig::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
         config.random_seed = seed;
         let iface = statics
