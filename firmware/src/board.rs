@@ -33,6 +33,14 @@ const FREE_RUN_TICKS_PER_US: u32 = 25;
 /// The longest sleep: SysTick's 24-bit counter on the 1 MHz reference clock.
 pub const MAX_SLEEP: Duration = Duration::from_micros(0xff_ffff);
 
+/// Words looked at each turn below the deepest stack use known: deeper use
+/// that starts within this window is found (and then the whole stack is
+/// scanned again).
+const STACK_WINDOW: usize = 64;
+
+/// Stack growth worth a log line, in bytes.
+const STACK_REPORT_STEP: usize = 256;
+
 /// A locally administered MAC address, for a chip without one in EEPROM.
 const FALLBACK_MAC: [u8; 6] = [0x02, 0x73, 0x65, 0x6c, 0x65, 0x63];
 
@@ -74,6 +82,7 @@ pub struct Mps2 {
     syst: SYST,
     /// The driver's error count at the last turn, to log changes.
     errors: u32,
+    stack: StackMark,
 }
 
 impl Mps2 {
@@ -103,6 +112,7 @@ impl Mps2 {
             clock,
             syst,
             errors: 0,
+            stack: StackMark::new(),
         })
     }
 
@@ -118,6 +128,11 @@ impl Mps2 {
     pub fn seed(&mut self) -> u64 {
         let t = u64::from(self.device.chip().free_run());
         (t << 32 | t) ^ 0x9e37_79b9_7f4a_7c15
+    }
+
+    /// The most stack used so far, in bytes, and the stack's size.
+    pub fn stack_used(&self) -> (usize, usize) {
+        (self.stack.used(), self.stack.size())
     }
 
     /// The time now.
@@ -148,6 +163,7 @@ impl Board for Mps2 {
             self.errors = stats.errors();
             defmt::warn!("lan9118: {}", stats);
         }
+        self.stack.check();
         self.now()
     }
 
@@ -173,6 +189,84 @@ impl Board for Mps2 {
             asm::wfi();
         });
     }
+}
+
+/// How deep the stack has been: cortex-m-rt paints it at start-up, and
+/// whatever the program wrote no longer holds the paint.
+struct StackMark {
+    /// The lowest address of a word found written (the stack grows down).
+    deepest: usize,
+    /// The use last logged, in bytes.
+    reported: usize,
+}
+
+impl StackMark {
+    fn new() -> StackMark {
+        let mut mark = StackMark {
+            deepest: stack_start(),
+            reported: 0,
+        };
+        mark.deepest = mark.scan();
+        mark
+    }
+
+    fn size(&self) -> usize {
+        stack_start() - stack_end()
+    }
+
+    fn used(&self) -> usize {
+        stack_start() - self.deepest
+    }
+
+    /// Looks just below the deepest use known; if the stack went deeper,
+    /// finds how deep, and logs it when it grew by a report step.
+    fn check(&mut self) {
+        let floor = self
+            .deepest
+            .saturating_sub(4 * STACK_WINDOW)
+            .max(stack_end());
+        if (floor..self.deepest).step_by(4).all(painted) {
+            return;
+        }
+        self.deepest = self.scan();
+        let used = self.used();
+        if used >= self.reported + STACK_REPORT_STEP {
+            self.reported = used;
+            defmt::info!("stack: {} of {} bytes used so far", used, self.size());
+        }
+    }
+
+    /// The lowest stack address written so far.
+    fn scan(&self) -> usize {
+        (stack_end()..stack_start())
+            .step_by(4)
+            .find(|&addr| !painted(addr))
+            .unwrap_or(stack_start())
+    }
+}
+
+/// The stack's top (it grows down from here), from the linker script.
+fn stack_start() -> usize {
+    // Only the symbol's address is taken, never its contents.
+    &raw const _stack_start as usize
+}
+
+/// The stack's bottom, from `memory.x`.
+fn stack_end() -> usize {
+    &raw const _stack_end as usize
+}
+
+/// Whether the stack word at `addr` still holds the start-up paint.
+fn painted(addr: usize) -> bool {
+    // SAFETY: `addr` is a word-aligned address in [_stack_end, _stack_start),
+    // RAM the stack owns; reading it races with nothing (single core, and
+    // the words below the stack pointer belong to no live frame).
+    unsafe { (addr as *const u32).read_volatile() == cortex_m_rt::STACK_PAINT_VALUE }
+}
+
+unsafe extern "C" {
+    static _stack_start: u32;
+    static _stack_end: u32;
 }
 
 /// The alarm went off: stop it (it is one-shot) and wake the main loop.

@@ -79,6 +79,7 @@ const TESTS: &[(&str, Test)] = &[
     ("machine: idle timeout", machine_idle_timeout),
     ("machine: full table", machine_full_table),
     ("sizes: table per connection", sizes_table_per_connection),
+    ("sizes: stack high-water mark", sizes_stack_high_water),
 ];
 
 #[entry]
@@ -370,5 +371,13 @@ fn sizes_table_per_connection(_: &mut Mps2) -> Outcome {
         size_of::<SmolEcho<8, 1024>>()
     );
     check!(table <= 64);
+    Ok(())
+}
+
+fn sizes_stack_high_water(board: &mut Mps2) -> Outcome {
+    let (used, size) = board.stack_used();
+    defmt::info!("stack: {} of {} bytes used by the tests", used, size);
+    check!(used > 0);
+    check!(used < size);
     Ok(())
 }
