@@ -7,6 +7,7 @@
 //! - [`board`]: the mps2-an385 (LAN9118, SysTick, `wfi`).
 //! - [`args`]: the command line `firmware/run` passes through semihosting.
 //! - [`clock`]: microseconds from a wrapping hardware counter.
+//! - [`config`]: the capacities this build's statics are sized by.
 //!
 //! Logs go out as defmt frames over semihosting (decode them with
 //! `defmt-print`); the exit status (semihosting) ends QEMU with it.
@@ -16,6 +17,7 @@
 pub mod args;
 pub mod board;
 pub mod clock;
+pub mod config;
 pub mod server;
 
 use defmt_semihosting as _;

@@ -9,23 +9,12 @@ use semihosting::experimental::env;
 
 use selecho_firmware::args::Settings;
 use selecho_firmware::board::Mps2;
+use selecho_firmware::config::{FirmwareStatics, SLOTS};
 use selecho_firmware::server::{self, Board, Server, Statics};
 use selecho_firmware::{command_line, exit};
 
-/// Connection slots (smoltcp sockets and machine slots).
-const SLOTS: usize = 8;
-/// Bytes a connection may hold in the machine between receiving and echoing.
-const QUEUE: usize = 1024;
-/// smoltcp receive buffer per socket: the TCP window offered.
-const SOCKET_RX: usize = 2048;
-/// smoltcp send buffer per socket.
-const SOCKET_TX: usize = 2048;
-
-// The table costs at most 64 bytes per connection beyond the queue.
-const _: () = assert!(server::table_bytes_per_connection::<QUEUE>() <= 64);
-
 /// Everything the server uses, in one static.
-static STATICS: Statics<SLOTS, QUEUE, SOCKET_RX, SOCKET_TX> = Statics::new();
+static STATICS: FirmwareStatics = Statics::new();
 
 #[entry]
 fn main() -> ! {

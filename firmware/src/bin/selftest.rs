@@ -16,11 +16,12 @@ use lan9118::{FRAME_LEN, Int};
 use selecho_core::sim::{ClientState, Sim};
 use selecho_core::smoltcp::SmolEcho;
 use selecho_core::{Config, Duration, Instant};
-use smoltcp::iface::SocketStorage;
+use smoltcp::iface::{Interface, SocketStorage};
 
 use selecho_firmware::args::{ArgError, Flag, Settings, parse_seconds};
 use selecho_firmware::board::{MAX_SLEEP, Mps2};
 use selecho_firmware::clock::Clock;
+use selecho_firmware::config::{FirmwareStatics, QUEUE, SLOTS, SOCKET_RX, SOCKET_TX};
 use selecho_firmware::exit;
 use selecho_firmware::server::{Board, table_bytes_per_connection};
 
@@ -363,12 +364,21 @@ fn machine_full_table(_: &mut Mps2) -> Outcome {
 }
 
 fn sizes_table_per_connection(_: &mut Mps2) -> Outcome {
-    let table = table_bytes_per_connection::<1024>();
+    let table = table_bytes_per_connection::<QUEUE>();
     defmt::info!(
-        "per connection: table {} bytes (machine and adapter), smoltcp socket {} bytes; SmolEcho<8, 1024> {} bytes",
+        "per connection: table {} bytes (machine and adapter, queue left out), queue {}, socket buffers {} + {}, smoltcp socket {}",
         table,
-        size_of::<SocketStorage<'static>>(),
-        size_of::<SmolEcho<8, 1024>>()
+        QUEUE,
+        SOCKET_RX,
+        SOCKET_TX,
+        size_of::<SocketStorage<'static>>()
+    );
+    defmt::info!(
+        "statics: {} bytes in all; machine and adapter {}, interface {}; frame buffers {}",
+        size_of::<FirmwareStatics>(),
+        size_of::<SmolEcho<SLOTS, QUEUE>>(),
+        size_of::<Interface>(),
+        2 * FRAME_LEN
     );
     check!(table <= 64);
     Ok(())
