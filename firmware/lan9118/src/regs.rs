@@ -18,12 +18,8 @@ pub enum Reg {
     TxData = 0x20,
     /// RX status FIFO port: pops one [`RxStatus`].
     RxStatus = 0x40,
-    /// RX status FIFO peek: the next [`RxStatus`] without popping it.
-    RxStatusPeek = 0x44,
     /// TX status FIFO port: pops one [`TxStatus`].
     TxStatus = 0x48,
-    /// TX status FIFO peek.
-    TxStatusPeek = 0x4c,
     /// Chip id (high half) and revision (low half): see [`ChipId`].
     IdRev = 0x50,
     /// Interrupt pin configuration: [`irq_cfg`].
@@ -36,14 +32,12 @@ pub enum Reg {
     ByteTest = 0x64,
     /// FIFO levels that raise interrupts: [`fifo_int`].
     FifoInt = 0x68,
-    /// Receive configuration: [`rx_cfg`].
+    /// Receive configuration (offset, end alignment: the reset defaults).
     RxCfg = 0x6c,
     /// Transmit configuration: [`tx_cfg`].
     TxCfg = 0x70,
     /// Hardware configuration, soft reset: [`hw_cfg`].
     HwCfg = 0x74,
-    /// RX data path control (fast-forward).
-    RxDpCtrl = 0x78,
     /// RX FIFO fill levels: [`RxFifoInf`].
     RxFifoInf = 0x7c,
     /// TX FIFO fill levels: [`TxFifoInf`].
@@ -118,20 +112,10 @@ pub mod fifo_int {
     pub const RX_STATUS_LEVEL_MASK: u32 = 0xff;
 }
 
-/// `RX_CFG` bits.
-pub mod rx_cfg {
-    /// Empties both RX FIFOs (self-clearing).
-    pub const RX_DUMP: u32 = 1 << 15;
-}
-
 /// `TX_CFG` bits.
 pub mod tx_cfg {
     /// The transmitter is on.
     pub const TX_ON: u32 = 1 << 1;
-    /// Empties the TX status FIFO (self-clearing).
-    pub const TXS_DUMP: u32 = 1 << 15;
-    /// Empties the TX data FIFO (self-clearing).
-    pub const TXD_DUMP: u32 = 1 << 14;
 }
 
 /// `HW_CFG` bits.
