@@ -4,8 +4,10 @@
 //!
 //! A board provides three things ([`Board`]): a smoltcp [`Device`], a
 //! monotonic clock, and a sleep that an interrupt of the device or a timer
-//! ends. [`run`] turns the loop: the same turn as the host's TUN shell
-//! (`host/src/tun.rs`), then sleep until the next deadline.
+//! ends. [`run`] turns the loop: the host's TUN shell's turn
+//! (`host/src/tun/serve.rs`: frames in one at a time, re-listening between
+//! them; the adapter's poll; smoltcp's timers and sends), with each part
+//! bounded, then sleep until the next deadline.
 //!
 //! Room for more: a UDP echo (issue 12) is one more socket in the same
 //! [`SocketSet`] (one more [`SocketStorage`] in [`Statics`]) and its own
@@ -16,7 +18,7 @@ use core::mem::{MaybeUninit, size_of};
 use selecho_core::smoltcp::{AddError, SmolEcho, from_smoltcp, to_smoltcp};
 use selecho_core::{Config, Duration, Instant};
 use smoltcp::iface::{
-    Config as IfaceConfig, Interface, PollIngressSingleResult, SocketSet, SocketStorage,
+    Config as IfaceConfig, Interface, PollIngressSingleResult, PollResult, SocketSet, SocketStorage,
 };
 use smoltcp::phy::Device;
 use smoltcp::socket::tcp;
@@ -214,8 +216,13 @@ impl<const N: usize, const Q: usize> Server<N, Q> {
             }
         }
         let busy = echo.poll(sockets, now);
-        // Timers, then send what the adapter queued (and anything else due).
-        iface.poll(stamp, device, sockets);
+        // Timers, then send what the adapter queued (and anything else
+        // due). Not `iface.poll`, which would also take in every frame
+        // that arrived meanwhile, without bound; those wait for the next
+        // turn. Each pass sends at least one segment of what the sockets'
+        // buffers hold, so the passes are bounded by those buffers.
+        iface.poll_maintenance(stamp);
+        while iface.poll_egress(stamp, device, sockets) != PollResult::None {}
         // Sockets aborted this turn sent their RST: they may listen again.
         echo.relisten(sockets, now);
         busy || more_frames
