@@ -2,18 +2,22 @@
 //! loopback, driven by blocking clients with time-outs. Every server is a
 //! `ServerProcess`, killed when the test ends however it ends.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::Barrier;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use selecho_testkit::pattern::bytes as pattern;
-use selecho_testkit::process::{ServerProcess, assert_usage_error, counter, run_to_end};
+use selecho_testkit::process::{ServerProcess, assert_usage_error, counter, reap, run_to_end};
 use selecho_testkit::scenarios::{self, End, Server, assert_bytes};
-use selecho_testkit::tcp::{BOUND, TcpServer, stats_count_an_echo, try_connect};
+use selecho_testkit::tcp::{
+    BOUND, TcpServer, half_closed_client_at_sigterm, signals_other_than_stop_keep_serving,
+    stats_count_an_echo, try_connect, urgent_byte_is_echoed_in_line, wait_until_refused,
+};
 use selecho_testkit::{scenario_tests, selecho};
 
 /// `selecho --listen 127.0.0.1:0` with the scenario's settings.
@@ -104,6 +108,62 @@ fn bad_flags_exit_2() {
     );
     // 1024 is one too many as well: the server's own descriptors take room.
     assert_usage_error(selecho!().args(["--max-conns", "1024"]), "--max-conns 1024");
+    // Periods under a millisecond would spin or close everything at once.
+    assert_usage_error(
+        selecho!().args(["--stats-interval", "0.000001"]),
+        "millisecond",
+    );
+    assert_usage_error(selecho!().args(["--idle-timeout", "1e-7"]), "millisecond");
+}
+
+/// `selecho` with `inherited` extra descriptors open (on /dev/null, not
+/// close-on-exec), as a careless parent might leave them.
+fn with_inherited_descriptors(args: &[&str], inherited: i32) -> Command {
+    let mut cmd = server_cmd(args);
+    // SAFETY: the closure runs in the forked child before exec and only
+    // calls dup2, which is async-signal-safe, on descriptors it names.
+    unsafe {
+        cmd.pre_exec(move || {
+            for fd in 100..100 + inherited {
+                if libc::dup2(0, fd) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
+#[test]
+fn the_default_max_conns_adapts_to_inherited_descriptors() {
+    // 30 inherited: the default 1000 no longer fits under FD_SETSIZE.
+    let mut server = TcpServer::new(ServerProcess::start(
+        with_inherited_descriptors(&["--listen", "127.0.0.1:0"], 30),
+        1,
+    ));
+    let warning = server
+        .process
+        .log_line("serving at most", Instant::now() + BOUND)
+        .expect("a warning that the default shrank");
+    assert!(warning.contains("not 1000"), "{warning}");
+    let mut conn = server.connect();
+    let msg = pattern(3, 1000);
+    assert_bytes(
+        &server.exchange(&mut conn, &msg),
+        &msg,
+        "served all the same",
+    );
+    // An explicit value that does not fit is refused, naming the flag given.
+    let (code, stdout, stderr) = run_to_end(&mut with_inherited_descriptors(
+        &["--max-conns", "1000"],
+        30,
+    ));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stdout.is_empty() && stderr.starts_with("error: --max-conns 1000 "),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -164,25 +224,9 @@ fn several_listeners_all_serve() {
     }
 }
 
-/// Waits until connecting to `addr` is refused (the server closed its
-/// listeners): the sign that it has taken the signal.
-fn wait_until_refused(addr: SocketAddr) {
-    let deadline = Instant::now() + BOUND;
-    loop {
-        match TcpStream::connect_timeout(&addr, BOUND) {
-            Err(e) if e.kind() == ErrorKind::ConnectionRefused => return,
-            _ => assert!(
-                Instant::now() < deadline,
-                "{addr} still accepts connections"
-            ),
-        }
-        thread::yield_now();
-    }
-}
-
 /// A server with `--grace grace` and a client that wrote until blocked
 /// and stopped reading: the server's queue and every buffer are full.
-/// Returns the server, the client and what it was writing.
+/// Returns the server, the client and what it wrote.
 fn client_not_reading(grace: &str) -> (TcpServer, TcpStream, Vec<u8>) {
     let mut server = TcpServer::new(ServerProcess::start(
         server_cmd(&["--listen", "127.0.0.1:0", "--grace", grace]),
@@ -192,22 +236,23 @@ fn client_not_reading(grace: &str) -> (TcpServer, TcpStream, Vec<u8>) {
     let data = pattern(11, 16 << 20);
     let written = server.write_until_blocked(&mut conn, &data);
     assert!(written > 0 && written < data.len(), "wrote {written}");
-    (server, conn, data)
+    (server, conn, data[..written].to_vec())
 }
 
 #[test]
-fn sigterm_flushes_what_is_queued_then_exits_0() {
-    let (mut server, mut conn, data) = client_not_reading("20");
+fn sigterm_echoes_everything_a_client_sent_then_exits_0() {
+    let (mut server, mut conn, written) = client_not_reading("20");
     server.process.signal(libc::SIGTERM);
     wait_until_refused(server.addr);
-    // Now read: everything the server took in comes back, then its FIN.
+    // Now read: every byte the client wrote (most of it still in the
+    // kernel's buffers at the signal) comes back, then the server's FIN.
     let (got, end) = server.read_to_end(&mut conn);
-    assert!(
-        !got.is_empty(),
-        "queued bytes were flushed after the signal"
+    assert_bytes(
+        &got,
+        &written,
+        "everything written, echoed after the signal",
     );
-    assert_bytes(&got, &data[..got.len()], "the flushed bytes");
-    assert_eq!(end, End::Eof, "a graceful close after the flush");
+    assert_eq!(end, End::Eof, "a graceful close after the last byte");
     drop(conn);
     let stopped = &server.process.wait_stopped(BOUND);
     assert_eq!(counter(stopped, "bytes_out"), got.len() as u64, "{stopped}");
@@ -240,6 +285,34 @@ fn grace_period_ends_with_a_reset() {
         End::Reset,
         "the connection was cut, not closed cleanly"
     );
+}
+
+#[test]
+fn sigterm_lets_a_half_closed_client_finish() {
+    let mut server = TcpServer::new(ServerProcess::start(
+        server_cmd(&["--listen", "127.0.0.1:0", "--grace", "20"]),
+        1,
+    ));
+    let stopped = half_closed_client_at_sigterm(&mut server, 24_000_000, true);
+    // wait_until_refused's probes may have been accepted and closed too.
+    assert!(counter(&stopped, "closed") >= 1, "{stopped}");
+    assert_eq!(counter(&stopped, "bytes_out"), 24_000_000, "{stopped}");
+    assert_eq!(counter(&stopped, "reset"), 0, "{stopped}");
+}
+
+#[test]
+fn sigterm_cuts_an_unfinished_half_close_with_a_reset() {
+    let mut server = TcpServer::new(ServerProcess::start(
+        server_cmd(&["--listen", "127.0.0.1:0", "--grace", "0.3"]),
+        1,
+    ));
+    let stopped = half_closed_client_at_sigterm(&mut server, 24_000_000, false);
+    assert!(counter(&stopped, "shut_down") >= 1, "{stopped}");
+    let (bytes_in, bytes_out) = (
+        counter(&stopped, "bytes_in"),
+        counter(&stopped, "bytes_out"),
+    );
+    assert!(bytes_out < bytes_in, "{stopped}");
 }
 
 #[test]
@@ -368,6 +441,128 @@ fn stats_interval_logs_the_counters() {
     cmd.args(["--listen", "127.0.0.1:0", "--stats-interval", "0.05"]);
     let mut server = TcpServer::new(ServerProcess::start(cmd, 1));
     stats_count_an_echo(&mut server, 1234);
+}
+
+#[test]
+fn usr1_hup_and_usr2_are_handled_not_fatal() {
+    let mut cmd = server_cmd(&["--listen", "127.0.0.1:0"]);
+    cmd.env("SELECHO_LOG", "info");
+    let mut server = TcpServer::new(ServerProcess::start(cmd, 1));
+    signals_other_than_stop_keep_serving(&mut server);
+}
+
+#[test]
+fn urgent_data_is_echoed_in_line() {
+    let mut server = TcpServer::new(ServerProcess::start(
+        server_cmd(&["--listen", "127.0.0.1:0"]),
+        1,
+    ));
+    urgent_byte_is_echoed_in_line(&mut server);
+}
+
+#[test]
+fn a_closed_stdout_is_no_reason_to_panic() {
+    // `selecho --listen 127.0.0.1:0 | head -1`: the reader goes after a line.
+    let mut child = server_cmd(&["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn selecho");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().expect("piped"))
+        .read_line(&mut first)
+        .expect("the first line");
+    let addr: SocketAddr = first
+        .trim()
+        .strip_prefix("listening on ")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("{first:?}"));
+    // The pipe's read end is closed now.
+    let mut conn = try_connect(addr).expect("connect");
+    let msg = pattern(8, 5000);
+    let mut got = vec![0; msg.len()];
+    conn.write_all(&msg).expect("write");
+    conn.read_exact(&mut got).expect("read the echo");
+    assert_bytes(&got, &msg, "served with stdout gone");
+    // SAFETY: kill(2) on our own child's pid, not yet reaped.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let status = reap(&mut child, Instant::now() + BOUND);
+    assert_eq!(status.code(), Some(0), "a clean exit, not a panic (101)");
+}
+
+#[test]
+fn a_full_stdout_does_not_hold_up_serving_or_stopping() {
+    let stdout = full_pipe();
+    let addr = free_loopback_port();
+    let mut child = server_cmd(&["--listen", &addr.to_string()])
+        .stdout(Stdio::from(stdout.write))
+        .spawn()
+        .expect("spawn selecho");
+    // Nothing can be announced; serving goes on all the same.
+    let deadline = Instant::now() + BOUND;
+    let mut conn = loop {
+        match try_connect(addr) {
+            Ok(conn) => break conn,
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused && Instant::now() < deadline => {
+                thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("connect to {addr}: {e}"),
+        }
+    };
+    let msg = pattern(9, 5000);
+    let mut got = vec![0; msg.len()];
+    conn.write_all(&msg).expect("write");
+    conn.read_exact(&mut got).expect("read the echo");
+    assert_bytes(&got, &msg, "served with stdout full");
+    // The first SIGTERM stops it, within the bounded wait for stdout.
+    let signalled = Instant::now();
+    // SAFETY: kill(2) on our own child's pid, not yet reaped.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let status = reap(&mut child, Instant::now() + BOUND);
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        signalled.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        signalled.elapsed()
+    );
+    drop(stdout.read);
+}
+
+/// Both ends of a pipe whose buffer is full (the write end blocking again).
+struct FullPipe {
+    read: OwnedFd,
+    write: OwnedFd,
+}
+
+fn full_pipe() -> FullPipe {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into the array it is given.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: pipe2 just returned these descriptors; nothing else owns them.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let set_nonblocking = |on: bool| {
+        let fd = write.as_raw_fd();
+        // SAFETY: F_GETFL/F_SETFL on a descriptor we own; no pointers.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFL);
+            let flags = if on {
+                flags | libc::O_NONBLOCK
+            } else {
+                flags & !libc::O_NONBLOCK
+            };
+            assert_eq!(libc::fcntl(fd, libc::F_SETFL, flags), 0);
+        }
+    };
+    set_nonblocking(true);
+    let mut file = std::fs::File::from(write.try_clone().expect("dup"));
+    while file.write(&[b'x'; 4096]).is_ok() {}
+    set_nonblocking(false);
+    FullPipe { read, write }
+}
+
+/// A loopback address whose port was free a moment ago.
+fn free_loopback_port() -> SocketAddr {
+    let probe = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    probe.local_addr().expect("its address")
 }
 
 #[test]

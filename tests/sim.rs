@@ -1,11 +1,16 @@
 //! The shared scenarios against the bare core: `selecho_core::sim` plays the
 //! shell and the clients in memory, with a fake clock that jumps straight to
-//! the machine's next deadline instead of waiting for it.
+//! the machine's next deadline instead of waiting for it. The UDP scenarios
+//! run the same way through `selecho_core::sim::udp`.
 
+use std::net::SocketAddr;
+
+use selecho_core::sim::udp::UdpSim;
 use selecho_core::sim::{ClientId, ClientState, Sim};
-use selecho_core::{Config, Duration};
-use selecho_testkit::scenario_tests;
+use selecho_core::{Config, DatagramConfig, Duration, RateLimit};
+use selecho_testkit::scenarios::udp::{DatagramServer, DatagramSetup};
 use selecho_testkit::scenarios::{End, Server, Setup};
+use selecho_testkit::{scenario_tests, udp_scenario_tests};
 
 /// 8 slots (the most a scenario asks for), 1 KiB queues so that queues wrap
 /// and fill often, 4 KiB pipes standing in for the kernel's buffers.
@@ -167,3 +172,92 @@ impl Server for SimServer {
 }
 
 scenario_tests!(start, big = 1 << 20);
+
+/// 16 datagrams in 64 KiB (every UDP size fits), rate-limit buckets for 8
+/// sources, 8 client sockets.
+type UdpMachine = UdpSim<16, 65_536, 8, 8>;
+
+/// Datagrams the machine queues: `D` above.
+const UDP_RECORDS: usize = 16;
+
+struct SimUdpServer {
+    sim: Box<UdpMachine>,
+    /// The source port of the next client that asks for any.
+    next_port: u16,
+}
+
+/// The simulator always runs: never `None`.
+fn start_udp(setup: DatagramSetup) -> Option<SimUdpServer> {
+    let limit = setup.rate_limit.map(|(burst, interval)| {
+        RateLimit::new(burst, Duration::from_micros(interval.as_micros() as u64))
+    });
+    let config = DatagramConfig::new().with_rate_limit(limit);
+    // Built in a thread with stack to spare: the simulator holds ten
+    // 64 KiB stores, and passes through the stack on its way into the box.
+    let sim = std::thread::Builder::new()
+        .stack_size(16 << 20)
+        .spawn(move || Box::new(UdpMachine::new(config)))
+        .expect("spawn a builder thread")
+        .join()
+        .expect("build the simulator");
+    Some(SimUdpServer {
+        sim,
+        next_port: 40_000,
+    })
+}
+
+impl SimUdpServer {
+    fn drive(&mut self) {
+        self.sim.drive().expect("the simulation settles");
+    }
+}
+
+impl DatagramServer for SimUdpServer {
+    type Client = SocketAddr;
+
+    fn client(&mut self, host: u8, port: Option<u16>) -> Option<SocketAddr> {
+        let port = port.unwrap_or_else(|| {
+            self.next_port += 1;
+            self.next_port
+        });
+        let addr = SocketAddr::from(([10, 0, 0, 1 + host], port));
+        self.sim.bind(addr).expect("a client socket");
+        Some(addr)
+    }
+
+    fn send(&mut self, client: &mut SocketAddr, data: &[u8]) {
+        assert!(
+            self.sim.send(*client, data),
+            "the server's receive buffer took it"
+        );
+        self.drive();
+    }
+
+    fn recv(&mut self, client: &mut SocketAddr) -> Vec<u8> {
+        self.try_recv(client).expect("an echo")
+    }
+
+    fn try_recv(&mut self, client: &mut SocketAddr) -> Option<Vec<u8>> {
+        self.drive();
+        let mut buf = vec![0; 65_536];
+        let len = self.sim.recv(*client, &mut buf)?;
+        buf.truncate(len);
+        Some(buf)
+    }
+
+    fn max_datagram(&self) -> usize {
+        65_507
+    }
+
+    fn block_sends(&mut self) -> Option<usize> {
+        self.sim.set_send_limit(Some(0));
+        Some(UDP_RECORDS)
+    }
+
+    fn unblock_sends(&mut self) {
+        self.sim.set_send_limit(None);
+        self.drive();
+    }
+}
+
+udp_scenario_tests!(start_udp);

@@ -25,7 +25,10 @@ use selecho_testkit::process::{
     ServerProcess, SharedCopy, assert_exit, assert_usage_error, counter,
 };
 use selecho_testkit::scenarios::{self, End, Server, assert_bytes};
-use selecho_testkit::tcp::{BOUND, TcpServer, stats_count_an_echo, try_connect};
+use selecho_testkit::tcp::{
+    BOUND, TcpServer, half_closed_client_at_sigterm, signals_other_than_stop_keep_serving,
+    stats_count_an_echo, try_connect, urgent_byte_is_echoed_in_line,
+};
 use selecho_testkit::{scenario_tests, selecho};
 
 /// smoltcp's address on the device.
@@ -181,6 +184,43 @@ fn stats_interval_logs_the_counters() {
         cmd.env("SELECHO_LOG", "info");
         let mut server = TcpServer::new(ServerProcess::start(cmd, 1));
         stats_count_an_echo(&mut server, 1234);
+    });
+}
+
+#[test]
+fn sigterm_lets_a_half_closed_client_finish() {
+    netns::test(|| {
+        let mut server = TcpServer::new(ServerProcess::start(tun_cmd(&["--grace", "20"]), 1));
+        let stopped = half_closed_client_at_sigterm(&mut server, 24_000_000, true);
+        assert_eq!(counter(&stopped, "bytes_out"), 24_000_000, "{stopped}");
+        assert_eq!(counter(&stopped, "reset"), 0, "{stopped}");
+    });
+}
+
+#[test]
+fn sigterm_cuts_an_unfinished_half_close_with_a_reset() {
+    netns::test(|| {
+        let mut server = TcpServer::new(ServerProcess::start(tun_cmd(&["--grace", "0.3"]), 1));
+        let stopped = half_closed_client_at_sigterm(&mut server, 24_000_000, false);
+        assert!(counter(&stopped, "shut_down") >= 1, "{stopped}");
+    });
+}
+
+#[test]
+fn usr1_hup_and_usr2_are_handled_not_fatal() {
+    netns::test(|| {
+        let mut cmd = tun_cmd(&[]);
+        cmd.env("SELECHO_LOG", "info");
+        let mut server = TcpServer::new(ServerProcess::start(cmd, 1));
+        signals_other_than_stop_keep_serving(&mut server);
+    });
+}
+
+#[test]
+fn urgent_data_is_echoed_in_line() {
+    netns::test(|| {
+        let mut server = TcpServer::new(ServerProcess::start(tun_cmd(&[]), 1));
+        urgent_byte_is_echoed_in_line(&mut server);
     });
 }
 
@@ -341,6 +381,37 @@ fn bad_addresses_exit_2() {
     assert_usage_error(
         selecho!().args(["tun", "--address", "10.7.0.2/24", "--port", "0"]),
         "port 0",
+    );
+    // Not a host's address: nothing is created, no panic.
+    for address in [
+        "255.255.255.255/24",
+        "10.7.0.255/24",
+        "10.7.0.0/24",
+        "224.0.0.5/24",
+    ] {
+        assert_usage_error(
+            selecho!().args(["tun", "--address", address]),
+            "not a usable unicast address",
+        );
+    }
+    // The MTU each medium and family allows.
+    assert_usage_error(
+        selecho!().args(["tun", "--tap", "--mtu", "65535", "--address", "10.7.0.2/24"]),
+        "a TAP device takes at most 65521",
+    );
+    assert_usage_error(
+        selecho!().args(["tun", "--mtu", "1000", "--address", "fd00::2/64"]),
+        "IPv6 needs an MTU of at least 1280",
+    );
+    assert_usage_error(
+        selecho!().args([
+            "tun",
+            "--address",
+            "10.7.0.2/24",
+            "--stats-interval",
+            "0.000001",
+        ]),
+        "millisecond",
     );
     assert_usage_error(
         selecho!().args([

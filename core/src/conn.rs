@@ -37,6 +37,12 @@ pub struct Interest {
     pub read: bool,
     /// Bytes are queued: send them when the handle is writable.
     pub write: bool,
+    /// Read now, readable or not: the machine must learn whether anything
+    /// is waiting. Only while shutting down, for an open connection whose
+    /// queue emptied after a read that found bytes; a quiet peer would
+    /// never make it readable (see
+    /// [`Echo::begin_shutdown`](crate::Echo::begin_shutdown)).
+    pub probe: bool,
 }
 
 impl Interest {
@@ -44,6 +50,7 @@ impl Interest {
     pub const NONE: Interest = Interest {
         read: false,
         write: false,
+        probe: false,
     };
 }
 
@@ -69,7 +76,10 @@ pub enum CloseReason {
     Reset,
     /// Neither direction made progress for the idle timeout.
     TimedOut,
-    /// The shell asked for it with [`Echo::close`](crate::Echo::close) (shutdown, full descriptor table, …).
+    /// The server is stopping: a quiet connection closed gracefully after
+    /// [`Echo::begin_shutdown`](crate::Echo::begin_shutdown), or one cut by
+    /// [`Echo::abort_all`](crate::Echo::abort_all) or
+    /// [`Echo::close`](crate::Echo::close).
     Shutdown,
 }
 
@@ -109,6 +119,20 @@ pub struct Counters {
     pub timed_out: u64,
     /// Connections closed on the shell's request ([`CloseReason::Shutdown`]).
     pub shut_down: u64,
+}
+
+impl core::ops::AddAssign for Counters {
+    /// Adds `other`'s counts: the totals of several machines.
+    fn add_assign(&mut self, other: Counters) {
+        self.accepted += other.accepted;
+        self.refused += other.refused;
+        self.bytes_in += other.bytes_in;
+        self.bytes_out += other.bytes_out;
+        self.closed += other.closed;
+        self.reset += other.reset;
+        self.timed_out += other.timed_out;
+        self.shut_down += other.shut_down;
+    }
 }
 
 impl fmt::Display for Counters {

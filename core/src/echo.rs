@@ -16,6 +16,12 @@ pub struct Config {
     /// Accept at most this many connections at once; the table's capacity
     /// `N` bounds it too. Lets a shell pick the limit at run time.
     pub max_connections: usize,
+    /// While shutting down, how long an open connection must be still —
+    /// nothing received or sent, and the last read found nothing waiting —
+    /// before it counts as finished and closes gracefully. Longer than a
+    /// round trip, so bytes a peer has in flight (held back by a full
+    /// window) arrive and are echoed rather than meet a closed socket.
+    pub quiet_period: Duration,
 }
 
 impl Config {
@@ -24,8 +30,12 @@ impl Config {
         Config {
             idle_timeout: None,
             max_connections: usize::MAX,
+            quiet_period: Self::QUIET_PERIOD,
         }
     }
+
+    /// The default [`quiet_period`](Self::quiet_period): 250 ms.
+    pub const QUIET_PERIOD: Duration = Duration::from_millis(250);
 
     /// This configuration with the given idle timeout.
     pub const fn with_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
@@ -36,6 +46,12 @@ impl Config {
     /// This configuration with at most `max` connections at once.
     pub const fn with_max_connections(mut self, max: usize) -> Self {
         self.max_connections = max;
+        self
+    }
+
+    /// This configuration with the given shutdown quiet period.
+    pub const fn with_quiet_period(mut self, quiet: Duration) -> Self {
+        self.quiet_period = quiet;
         self
     }
 }
@@ -117,9 +133,9 @@ enum State {
     Free,
     /// Both directions open.
     Open,
-    /// No more reading (the peer half-closed, or the shell is shutting
-    /// down): send what is queued, then close gracefully with this reason.
-    Draining(CloseReason),
+    /// The peer sent its last byte (end of stream): send what is queued,
+    /// then close gracefully ([`CloseReason::Done`]).
+    Draining,
     /// Waiting in the close queue for [`Echo::poll_close`].
     Closing(CloseHow, CloseReason),
 }
@@ -132,6 +148,8 @@ struct Meta<H> {
     state: State,
     handle: Option<H>,
     last_activity: Instant,
+    /// The last read found nothing waiting (no byte came since).
+    read_idle: bool,
 }
 
 impl<H> Meta<H> {
@@ -140,10 +158,11 @@ impl<H> Meta<H> {
         state: State::Free,
         handle: None,
         last_activity: Instant::ZERO,
+        read_idle: false,
     };
 
     fn is_live(&self) -> bool {
-        matches!(self.state, State::Open | State::Draining(_))
+        matches!(self.state, State::Open | State::Draining)
     }
 }
 
@@ -256,6 +275,7 @@ impl<H: Copy, const N: usize, const Q: usize> Echo<H, N, Q> {
         meta.state = State::Open;
         meta.handle = Some(handle);
         meta.last_activity = now;
+        meta.read_idle = false;
         self.used += 1;
         self.counters.accepted += 1;
         let id = ConnId {
@@ -301,6 +321,7 @@ impl<H: Copy, const N: usize, const Q: usize> Echo<H, N, Q> {
             .commit(n)
             .map_err(|_| ReportError::Overflow)?;
         self.meta[i].last_activity = now;
+        self.meta[i].read_idle = false;
         self.counters.bytes_in += n as u64;
         trace!("{} received {}", id, n);
         Ok(())
@@ -319,7 +340,24 @@ impl<H: Copy, const N: usize, const Q: usize> Echo<H, N, Q> {
             self.queues[i].len()
         );
         self.meta[i].last_activity = now;
-        self.drain(i, CloseReason::Done);
+        self.meta[i].state = State::Draining;
+        if self.queues[i].is_empty() {
+            self.schedule_close(i, CloseHow::Graceful, CloseReason::Done);
+        }
+        Ok(())
+    }
+
+    /// A read found nothing waiting (`EAGAIN`, an empty receive buffer).
+    /// It matters only while shutting down: an open connection with nothing
+    /// queued that stays so for the [quiet period](Config::quiet_period) is
+    /// finished (every byte it sent was echoed), and the machine orders a
+    /// graceful close ([`CloseReason::Shutdown`]), at once or at the deadline
+    /// [`poll_timeout`](Self::poll_timeout) gives. Cheap, and harmless at
+    /// any other time.
+    pub fn handle_would_block(&mut self, id: ConnId, now: Instant) -> Result<(), StaleId> {
+        let i = self.live(id)?;
+        self.meta[i].read_idle = true;
+        self.finish_if_quiet(i, now);
         Ok(())
     }
 
@@ -342,10 +380,8 @@ impl<H: Copy, const N: usize, const Q: usize> Echo<H, N, Q> {
         self.meta[i].last_activity = now;
         self.counters.bytes_out += n as u64;
         trace!("{} sent {}", id, n);
-        if let State::Draining(reason) = self.meta[i].state
-            && self.queues[i].is_empty()
-        {
-            self.schedule_close(i, CloseHow::Graceful, reason);
+        if self.meta[i].state == State::Draining && self.queues[i].is_empty() {
+            self.schedule_close(i, CloseHow::Graceful, CloseReason::Done);
         }
         Ok(())
     }
@@ -366,14 +402,19 @@ impl<H: Copy, const N: usize, const Q: usize> Echo<H, N, Q> {
         Ok(())
     }
 
-    /// Time has passed: close connections idle for the timeout. Call it
-    /// whenever `now` reaches [`poll_timeout`](Self::poll_timeout) (calling
-    /// it more often is harmless).
+    /// Time has passed: close connections idle for the timeout, and (while
+    /// shutting down) the ones quiet for the quiet period. Call it whenever
+    /// `now` reaches [`poll_timeout`](Self::poll_timeout) (calling it more
+    /// often is harmless).
     pub fn handle_timeout(&mut self, now: Instant) {
-        let Some(idle) = self.config.idle_timeout else {
-            return;
-        };
         for i in 0..usize::from(self.fresh) {
+            if !self.meta[i].is_live() {
+                continue;
+            }
+            self.finish_if_quiet(i, now);
+            let Some(idle) = self.config.idle_timeout else {
+                continue;
+            };
             let meta = &self.meta[i];
             if !meta.is_live() || now - meta.last_activity < idle {
                 continue;
@@ -389,16 +430,25 @@ impl<H: Copy, const N: usize, const Q: usize> Echo<H, N, Q> {
         }
     }
 
-    /// Stop accepting and stop reading; every connection sends what it has
-    /// queued and then closes gracefully. See [`abort_all`](Self::abort_all)
-    /// for when the grace period ends.
+    /// Stop accepting; every connection goes on being served until it is
+    /// finished, then closes gracefully: one whose peer half-closed once
+    /// every byte is echoed ([`CloseReason::Done`]); an open one once it is
+    /// quiet — nothing queued, its last read found nothing waiting
+    /// ([`handle_would_block`](Self::handle_would_block)), and nothing moved
+    /// either way for the [quiet period](Config::quiet_period)
+    /// ([`CloseReason::Shutdown`]). So a graceful close never leaves a byte
+    /// the peer sent unechoed. The shell reads each open connection once
+    /// after calling this (an idle one is never readable, so the machine
+    /// would never learn it is quiet), and while shutting down reads again
+    /// whenever a connection's queue empties. What has not finished when the
+    /// grace period ends goes with [`abort_all`](Self::abort_all).
     pub fn begin_shutdown(&mut self) {
         self.shutting_down = true;
-        for i in 0..usize::from(self.fresh) {
-            if self.meta[i].state == State::Open {
-                self.drain(i, CloseReason::Shutdown);
-            }
-        }
+    }
+
+    /// Whether [`begin_shutdown`](Self::begin_shutdown) was called.
+    pub const fn shutting_down(&self) -> bool {
+        self.shutting_down
     }
 
     /// Close every connection still open at once, dropping its queue.
@@ -472,12 +522,26 @@ impl<H: Copy, const N: usize, const Q: usize> Echo<H, N, Q> {
     /// When to call [`handle_timeout`](Self::handle_timeout) next; `None`:
     /// only events can make work. A shell sleeps until then or until I/O.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let idle = self.config.idle_timeout?;
-        self.meta[..usize::from(self.fresh)]
+        let (idle, quiet) = (self.config.idle_timeout, self.config.quiet_period);
+        let mut earliest: Option<Instant> = None;
+        for (meta, queue) in self.meta[..usize::from(self.fresh)]
             .iter()
-            .filter(|meta| meta.is_live())
-            .map(|meta| meta.last_activity + idle)
-            .min()
+            .zip(&self.queues)
+        {
+            if !meta.is_live() {
+                continue;
+            }
+            let finishing = self.shutting_down
+                && meta.state == State::Open
+                && meta.read_idle
+                && queue.is_empty();
+            let quiet = finishing.then_some(quiet);
+            for after in [idle, quiet].into_iter().flatten() {
+                let at = meta.last_activity + after;
+                earliest = Some(earliest.map_or(at, |e| e.min(at)));
+            }
+        }
+        earliest
     }
 
     /// Index of a live (open or draining) connection.
@@ -490,18 +554,27 @@ impl<H: Copy, const N: usize, const Q: usize> Echo<H, N, Q> {
     }
 
     fn interest_at(&self, i: usize) -> Interest {
-        let queue = &self.queues[i];
+        let (meta, queue) = (&self.meta[i], &self.queues[i]);
+        let open = meta.state == State::Open;
         Interest {
-            read: self.meta[i].state == State::Open && !queue.is_full(),
+            read: open && !queue.is_full(),
             write: !queue.is_empty(),
+            probe: self.shutting_down && open && !meta.read_idle && queue.is_empty(),
         }
     }
 
-    /// Stop reading from slot `i`; close it once its queue is empty.
-    fn drain(&mut self, i: usize, reason: CloseReason) {
-        self.meta[i].state = State::Draining(reason);
-        if self.queues[i].is_empty() {
-            self.schedule_close(i, CloseHow::Graceful, reason);
+    /// While shutting down, closes slot `i` gracefully if it is finished:
+    /// open, nothing queued, its last read found nothing, and still for the
+    /// quiet period.
+    fn finish_if_quiet(&mut self, i: usize, now: Instant) {
+        let meta = &self.meta[i];
+        let finished = self.shutting_down
+            && meta.state == State::Open
+            && meta.read_idle
+            && self.queues[i].is_empty()
+            && now - meta.last_activity >= self.config.quiet_period;
+        if finished {
+            self.schedule_close(i, CloseHow::Graceful, CloseReason::Shutdown);
         }
     }
 

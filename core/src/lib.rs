@@ -1,10 +1,15 @@
-//! The echo machine behind selecho: `no_std`, no allocation, no I/O.
+//! The echo machines behind selecho: `no_std`, no allocation, no I/O.
 //!
-//! [`Echo`] keeps a fixed table of `N` connections, each with a `Q`-byte
-//! [`ByteQueue`] of bytes received and not yet echoed. It never touches a
-//! socket, a clock or a thread: the shell (a `select` loop, a smoltcp
-//! interface, a test) tells it what happened through `handle_*` calls and
-//! asks what to do through `poll_*` calls and [`Echo::connections`].
+//! [`Echo`] (TCP) keeps a fixed table of `N` connections, each with a
+//! `Q`-byte [`ByteQueue`] of bytes received and not yet echoed.
+//! [`DatagramEcho`] (UDP) keeps a bounded queue of datagrams to echo, with
+//! loop protection and a per-source rate limit; its docs give its contract
+//! and run loop. Neither touches a socket, a clock or a thread: the shell (a
+//! `select` loop, a smoltcp interface, a test) tells it what happened
+//! through `handle_*` calls and asks what to do through `poll_*` calls and
+//! [`Echo::connections`].
+//!
+//! What follows is the TCP machine's contract.
 //!
 //! # The contract
 //!
@@ -24,7 +29,9 @@
 //!      [`recv_buf`](Echo::recv_buf) and report
 //!      [`handle_received`](Echo::handle_received) (or
 //!      [`handle_end_of_stream`](Echo::handle_end_of_stream) on end of stream,
-//!      [`handle_reset`](Echo::handle_reset) on error), send from
+//!      [`handle_reset`](Echo::handle_reset) on error,
+//!      [`handle_would_block`](Echo::handle_would_block) when nothing was
+//!      waiting), send from
 //!      [`send_buf`](Echo::send_buf) and report
 //!      [`handle_sent`](Echo::handle_sent); and
 //!      [`handle_timeout`](Echo::handle_timeout) once `now` reaches the deadline;
@@ -41,6 +48,12 @@
 //!   the peer may still send; write interest only while bytes are queued.
 //! - **No lost byte on a healthy connection**: after the peer half-closes,
 //!   every queued byte is offered for sending before the graceful close.
+//! - **A graceful close tells the truth**: the machine orders one only when
+//!   every byte the peer sent has been offered back (its end of stream came,
+//!   or, while shutting down, a read found nothing more waiting and the
+//!   connection stayed quiet for [`Config::quiet_period`]); a
+//!   connection cut short (reset, idle with bytes queued, the end of a
+//!   shutdown's grace) is closed with [`CloseHow::Abort`].
 //! - **Fairness**: one `recv_buf` lends at most `Q` bytes and one
 //!   `send_buf` offers at most what is queued (at most `Q`); a connection
 //!   cannot read again until its queue has room. So the work one connection
@@ -79,6 +92,9 @@
 //!         match read(fd, buf) {
 //!             Ok(0) => echo.handle_end_of_stream(id, now).unwrap(),
 //!             Ok(n) => echo.handle_received(id, n, now).unwrap(),
+//!             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+//!                 echo.handle_would_block(id, now).unwrap()
+//!             }
 //!             Err(_) => echo.handle_reset(id).unwrap(),
 //!         }
 //!         // Send at once rather than waiting a turn for writability.
@@ -102,8 +118,9 @@
 //!
 //! - `log` / `defmt`: where log lines go (at most one); `defmt` also derives
 //!   `defmt::Format` on every public type.
-//! - `smoltcp`: the `smoltcp` module drives the machine from a smoltcp
-//!   `SocketSet`.
+//! - `smoltcp`: the `smoltcp` module drives the machines from a smoltcp
+//!   `SocketSet`: [`Echo`] from TCP sockets, [`DatagramEcho`] from a UDP
+//!   socket.
 //! - `sim`: the `sim` module, an in-memory network of fake clients and a
 //!   fake clock for tests.
 //!
@@ -118,6 +135,7 @@
 mod macros;
 
 mod conn;
+mod datagram;
 mod echo;
 pub mod queue;
 #[cfg(feature = "sim")]
@@ -127,6 +145,10 @@ pub mod smoltcp;
 mod time;
 
 pub use conn::{Close, CloseHow, CloseReason, ConnId, Counters, Interest};
+pub use datagram::{
+    DatagramConfig, DatagramCounters, DatagramEcho, Dropped, LOOP_PORTS, Peer, QueueEmpty,
+    RateLimit, ReceiveError, Transmit, is_loop_port,
+};
 pub use echo::{AcceptError, Config, Echo, ReportError, StaleId};
 pub use queue::ByteQueue;
 pub use time::{Duration, Instant};

@@ -7,9 +7,11 @@
 //!
 //! `heapless::Deque<u8, N>` holds bytes just as well but cannot lend out its
 //! free space for a `recv` to fill, which is the one thing an echo queue is
-//! for; so this ring is written for the job. A datagram echo reuses it as the
-//! byte store of a message queue: payloads go into one `ByteQueue` and their
-//! lengths and addresses into a `heapless::Deque` of records beside it.
+//! for; so this ring is written for the job. The datagram echo
+//! ([`DatagramEcho`](crate::DatagramEcho)) keeps a ring of its own beside a
+//! `heapless::Deque` of records: a datagram must lie in one piece, so that
+//! ring skips the end of its store rather than wrap a datagram around it,
+//! and lends whichever free piece is larger.
 
 use core::fmt;
 

@@ -1,4 +1,5 @@
-//! An in-memory network and a fake clock that play the shell, for tests.
+//! An in-memory network and a fake clock that play the shell, for tests:
+//! TCP here, UDP in [`udp`].
 //!
 //! [`Sim`] owns an [`Echo`] whose handles are [`ClientId`]s and a set of
 //! fake clients, each joined to the server by two byte pipes standing in for
@@ -38,6 +39,8 @@
 //! [`reset`]: Sim::reset
 //! [`step`]: Sim::step
 //! [`drive`]: Sim::drive
+
+pub mod udp;
 
 use core::fmt;
 
@@ -161,7 +164,7 @@ pub struct Sim<const N: usize, const Q: usize, const C: usize, const P: usize> {
 
 impl<const N: usize, const Q: usize, const C: usize, const P: usize> Sim<N, Q, C, P> {
     /// [`drive`](Self::drive) gives up after this many steps.
-    pub const MAX_STEPS: usize = 1 << 20;
+    pub const MAX_STEPS: usize = MAX_STEPS;
 
     /// Client ids are `u16`.
     const FITS: () = assert!(C <= u16::MAX as usize, "at most 65535 clients");
@@ -325,12 +328,7 @@ impl<const N: usize, const Q: usize, const C: usize, const P: usize> Sim<N, Q, C
     /// Steps until a step changes nothing; returns how many steps changed
     /// something, or [`SimError::NoQuiet`] after [`MAX_STEPS`](Self::MAX_STEPS).
     pub fn drive(&mut self) -> Result<usize, SimError> {
-        for steps in 0..Self::MAX_STEPS {
-            if !self.step() {
-                return Ok(steps);
-            }
-        }
-        Err(SimError::NoQuiet)
+        settle(|| self.step())
     }
 
     /// One turn of the run loop, in the documented drain order: accept from
@@ -425,6 +423,20 @@ impl<const N: usize, const Q: usize, const C: usize, const P: usize> fmt::Debug
     }
 }
 
+/// How many steps a simulator's `drive` takes before it gives up.
+const MAX_STEPS: usize = 1 << 20;
+
+/// Calls `step` until it changes nothing; returns how many calls changed
+/// something, or [`SimError::NoQuiet`] after [`MAX_STEPS`] of them.
+fn settle(mut step: impl FnMut() -> bool) -> Result<usize, SimError> {
+    for steps in 0..MAX_STEPS {
+        if !step() {
+            return Ok(steps);
+        }
+    }
+    Err(SimError::NoQuiet)
+}
+
 /// One read by the shell: at most `limit` bytes from the client's pipe into
 /// the machine, or end of stream once the pipe is empty and shut.
 fn receive<const N: usize, const Q: usize, const P: usize>(
@@ -435,7 +447,13 @@ fn receive<const N: usize, const Q: usize, const P: usize>(
     now: Instant,
 ) -> bool {
     if client.to_server.is_empty() {
-        return client.shut_write && echo.handle_end_of_stream(id, now).is_ok();
+        if client.shut_write {
+            return echo.handle_end_of_stream(id, now).is_ok();
+        }
+        // Nothing waiting: a shutting-down machine may close it now (the
+        // close is carried out, and counted as a change, after the turn).
+        let _ = echo.handle_would_block(id, now);
+        return false;
     }
     let Ok(buf) = echo.recv_buf(id) else {
         return false;

@@ -1,4 +1,6 @@
-//! Drives an [`Echo`] from a smoltcp [`SocketSet`] of TCP sockets.
+//! Drives an [`Echo`] from a smoltcp [`SocketSet`] of TCP sockets
+//! ([`SmolEcho`], below), and a [`DatagramEcho`](crate::DatagramEcho) from a
+//! UDP socket ([`SmolUdpEcho`], see its docs).
 //!
 //! smoltcp has no listening socket with a backlog: a TCP socket in `Listen`
 //! takes exactly one connection. So the adapter owns a fixed set of sockets,
@@ -32,6 +34,12 @@
 //!   [linger](SmolEcho::set_linger) time (a peer that never acknowledges
 //!   or never sends its own FIN would hold the slot forever), then abort.
 //!
+//! Bytes that arrive on a socket after its graceful close (nobody will
+//! echo them) abort it: the peer learns of the cut from a reset, not a clean
+//! close. While shutting down, a connection closes once it is quiet (see
+//! [`Echo::begin_shutdown`]): the adapter reports every turn whether bytes
+//! wait unread.
+//!
 //! # A turn of the shell
 //!
 //! ```text
@@ -56,10 +64,14 @@
 //! panics if a handle names no TCP socket of that set. Always pass the set
 //! the handles came from, and never remove those sockets from it.
 
+mod udp;
+
 use ::smoltcp::iface::{SocketHandle, SocketSet};
 use ::smoltcp::socket::tcp::{self, State};
 
 use crate::{CloseHow, Config, ConnId, Counters, Duration, Echo, Instant};
+
+pub use udp::{BindError, SmolUdpEcho};
 
 /// How long a gracefully closed socket may take to finish closing before it
 /// is aborted, unless [`SmolEcho::set_linger`] says otherwise.
@@ -274,6 +286,18 @@ impl<const N: usize, const Q: usize> SmolEcho<N, Q> {
                 continue;
             };
             let socket = sockets.get_mut::<tcp::Socket>(slot.handle);
+            if socket.recv_queue() > 0 && socket.state() != State::Closed {
+                // Bytes after our FIN, which nobody will echo: say so with
+                // a reset rather than let them vanish behind a clean close.
+                debug!(
+                    "socket on port {} got bytes after closing, aborting",
+                    slot.port
+                );
+                socket.abort();
+                slot.phase = Phase::Closing(None);
+                changed = true;
+                continue;
+            }
             match socket.state() {
                 // An abort's RST is sent by the next egress; listening now would drop it.
                 State::Closed if socket.local_endpoint().is_some() => continue,
@@ -433,6 +457,10 @@ impl<const N: usize, const Q: usize> SmolEcho<N, Q> {
             if !moved {
                 break;
             }
+        }
+        // Nothing waiting: what a shutdown needs to learn (see Echo::begin_shutdown).
+        if socket.may_recv() && socket.recv_queue() == 0 {
+            let _ = self.echo.handle_would_block(id, now);
         }
         // May not receive any more: the peer's FIN came and every byte before it was read.
         if !socket.may_recv() && !self.slots[i].fin_reported {

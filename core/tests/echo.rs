@@ -11,14 +11,17 @@ const T0: Instant = Instant::ZERO;
 const READ: Interest = Interest {
     read: true,
     write: false,
+    probe: false,
 };
 const BOTH: Interest = Interest {
     read: true,
     write: true,
+    probe: false,
 };
 const WRITE: Interest = Interest {
     read: false,
     write: true,
+    probe: false,
 };
 
 /// Reads as much of `bytes` as `recv_buf` offers; returns how many.
@@ -439,44 +442,59 @@ fn many_interleaved_connections_keep_their_own_bytes() {
 }
 
 #[test]
-fn begin_shutdown_drains_then_closes_and_abort_all_ends_the_rest() {
-    let mut echo: Echo<u32, 4, 8> = Echo::new(Config::new());
-    let empty = echo.handle_accept(1, T0).unwrap();
-    let queued = echo.handle_accept(2, T0).unwrap();
+fn begin_shutdown_closes_each_connection_once_quiet_and_abort_all_ends_the_rest() {
+    let quiet = Duration::from_millis(100);
+    let mut echo: Echo<u32, 4, 8> = Echo::new(Config::new().with_quiet_period(quiet));
+    let idle = echo.handle_accept(1, T0).unwrap();
+    let busy = echo.handle_accept(2, T0).unwrap();
     let stuck = echo.handle_accept(3, T0).unwrap();
-    recv(&mut echo, queued, b"bye", T0);
+    recv(&mut echo, busy, b"bye", T0);
     recv(&mut echo, stuck, b"zzz", T0);
+    // Outside a shutdown, a read that finds nothing changes nothing.
+    let t1 = Instant::from_secs(1);
+    echo.handle_would_block(idle, t1).unwrap();
+    assert_eq!(echo.poll_close(), None);
+    assert_eq!(echo.poll_timeout(), None);
 
     echo.begin_shutdown();
+    assert!(echo.shutting_down());
     assert!(!echo.accepting());
-    assert_eq!(echo.handle_accept(4, T0), Err(AcceptError::ShuttingDown));
+    assert_eq!(echo.handle_accept(4, t1), Err(AcceptError::ShuttingDown));
     assert_eq!(echo.counters().refused, 1);
-    assert_eq!(
-        closes(&mut echo),
-        [Close {
-            id: empty,
-            handle: 1,
-            how: CloseHow::Graceful,
-            reason: CloseReason::Shutdown,
-        }]
-    );
+    // Every connection is still served.
     assert_eq!(
         echo.connections().collect::<Vec<_>>(),
-        [(queued, 2, WRITE), (stuck, 3, WRITE)]
-    );
-    assert!(echo.recv_buf(queued).unwrap().is_empty());
-
-    assert_eq!(send(&mut echo, queued, 99, T0), b"bye");
-    assert_eq!(
-        closes(&mut echo),
-        [Close {
-            id: queued,
-            handle: 2,
-            how: CloseHow::Graceful,
-            reason: CloseReason::Shutdown,
-        }]
+        [(idle, 1, READ), (busy, 2, BOTH), (stuck, 3, BOTH)]
     );
 
+    // The idle one has been still since T0: a read that finds nothing
+    // finishes it at once.
+    echo.handle_would_block(idle, t1).unwrap();
+    let done = |id, handle| Close {
+        id,
+        handle,
+        how: CloseHow::Graceful,
+        reason: CloseReason::Shutdown,
+    };
+    assert_eq!(closes(&mut echo), [done(idle, 1)]);
+
+    // The busy one has bytes queued: not finished, and still reads.
+    echo.handle_would_block(busy, t1).unwrap();
+    assert_eq!(echo.poll_close(), None);
+    recv(&mut echo, busy, b"!", t1);
+    assert_eq!(send(&mut echo, busy, 99, t1), b"bye!");
+    // Sent all, and a read finds nothing; but bytes may still be on their
+    // way: finished only after the quiet period.
+    echo.handle_would_block(busy, t1).unwrap();
+    assert_eq!(echo.poll_close(), None);
+    assert_eq!(echo.poll_timeout(), Some(t1 + quiet));
+    echo.handle_timeout(t1 + Duration::from_micros(99_999));
+    assert_eq!(echo.poll_close(), None);
+    echo.handle_timeout(t1 + quiet);
+    assert_eq!(closes(&mut echo), [done(busy, 2)]);
+
+    // The stuck one never drains: the end of the grace cuts it.
+    assert_eq!(echo.poll_timeout(), None);
     echo.abort_all();
     assert_eq!(
         closes(&mut echo),
@@ -488,9 +506,28 @@ fn begin_shutdown_drains_then_closes_and_abort_all_ends_the_rest() {
         }]
     );
     assert!(echo.is_empty());
-    assert!(!echo.accepting());
     assert_eq!(echo.counters().shut_down, 3);
-    assert_eq!(echo.counters().bytes_out, 3);
+    assert_eq!(echo.counters().bytes_out, 4);
+    assert_eq!(echo.handle_would_block(stuck, t1), Err(StaleId));
+}
+
+#[test]
+fn a_byte_during_the_quiet_period_keeps_a_connection_open() {
+    let quiet = Duration::from_millis(100);
+    let mut echo: Echo<u32, 1, 8> = Echo::new(Config::new().with_quiet_period(quiet));
+    let id = echo.handle_accept(1, T0).unwrap();
+    echo.begin_shutdown();
+    echo.handle_would_block(id, T0).unwrap();
+    assert_eq!(echo.poll_timeout(), Some(T0 + quiet));
+    let t1 = Instant::from_millis(50);
+    recv(&mut echo, id, b"late", t1);
+    assert_eq!(echo.poll_timeout(), None, "not quiet: a byte came");
+    echo.handle_timeout(T0 + quiet);
+    assert_eq!(echo.poll_close(), None);
+    assert_eq!(send(&mut echo, id, 99, t1), b"late");
+    echo.handle_would_block(id, t1).unwrap();
+    echo.handle_timeout(t1 + quiet);
+    assert_eq!(echo.poll_close().map(|c| c.how), Some(CloseHow::Graceful));
 }
 
 #[test]

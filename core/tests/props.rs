@@ -17,6 +17,7 @@ use selecho_core::{
 const N: usize = 4;
 const Q: usize = 16;
 const IDLE: Duration = Duration::from_millis(100);
+const QUIET: Duration = Duration::from_millis(30);
 
 type Machine = Echo<u32, N, Q>;
 
@@ -38,6 +39,8 @@ enum Op {
         n: usize,
     },
     PeerClosed(usize),
+    /// A read found nothing waiting.
+    WouldBlock(usize),
     Reset(usize),
     Close(usize),
     Advance(u64),
@@ -50,7 +53,7 @@ enum Op {
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum State {
     Open,
-    Draining(CloseReason),
+    Draining,
     Closing(CloseHow, CloseReason),
 }
 
@@ -62,6 +65,8 @@ struct Conn {
     sent: Vec<u8>,
     state: State,
     last: Instant,
+    /// The last read found nothing waiting.
+    read_idle: bool,
 }
 
 impl Conn {
@@ -70,13 +75,20 @@ impl Conn {
     }
 
     fn live(&self) -> bool {
-        matches!(self.state, State::Open | State::Draining(_))
+        matches!(self.state, State::Open | State::Draining)
     }
 
-    fn interest(&self) -> Interest {
+    /// Would close if still for the quiet period while shutting down.
+    fn finishing(&self) -> bool {
+        self.state == State::Open && self.read_idle && self.queued() == 0
+    }
+
+    fn interest(&self, shutting_down: bool) -> Interest {
+        let open = self.state == State::Open;
         Interest {
-            read: self.state == State::Open && self.queued() < Q,
+            read: open && self.queued() < Q,
             write: self.queued() > 0,
+            probe: shutting_down && open && !self.read_idle && self.queued() == 0,
         }
     }
 }
@@ -104,7 +116,8 @@ impl Run {
     fn new(idle: Option<Duration>, max: usize) -> Self {
         let config = Config::new()
             .with_idle_timeout(idle)
-            .with_max_connections(max);
+            .with_max_connections(max)
+            .with_quiet_period(QUIET);
         Run {
             echo: Box::new(Echo::new(config)),
             idle,
@@ -144,6 +157,7 @@ impl Run {
             Op::Recv { pick, data, over } => self.recv(pick, &data, over),
             Op::Send { pick, n } => self.send(pick, n),
             Op::PeerClosed(pick) => self.peer_closed(pick),
+            Op::WouldBlock(pick) => self.would_block(pick),
             Op::Reset(pick) => {
                 let Some(id) = self.pick(pick) else { return };
                 let result = self.echo.handle_reset(id);
@@ -168,11 +182,7 @@ impl Run {
             Op::BeginShutdown => {
                 self.echo.begin_shutdown();
                 self.shutting_down = true;
-                for slot in self.slots() {
-                    if self.conns[&slot].state == State::Open {
-                        self.drain(slot, CloseReason::Shutdown);
-                    }
-                }
+                assert!(self.echo.shutting_down());
             }
             Op::AbortAll => {
                 self.echo.abort_all();
@@ -218,6 +228,7 @@ impl Run {
                 sent: Vec::new(),
                 state: State::Open,
                 last: self.now,
+                read_idle: false,
             },
         );
     }
@@ -239,7 +250,7 @@ impl Run {
         assert!(buf.len() <= room, "recv_buf larger than the free space");
         assert_eq!(
             buf.is_empty(),
-            !conn.interest().read,
+            !conn.interest(self.shutting_down).read,
             "recv_buf empty exactly without read interest"
         );
         let offered = buf.len();
@@ -256,6 +267,7 @@ impl Run {
         }
         conn.received.extend_from_slice(&data[..n]);
         conn.last = now;
+        conn.read_idle = false;
         self.counters.bytes_in += n as u64;
         self.total_in += n as u64;
     }
@@ -288,10 +300,8 @@ impl Run {
         conn.last = now;
         self.counters.bytes_out += n as u64;
         self.total_out += n as u64;
-        if let State::Draining(reason) = conn.state
-            && conn.queued() == 0
-        {
-            self.schedule(slot, CloseHow::Graceful, reason);
+        if conn.state == State::Draining && conn.queued() == 0 {
+            self.schedule(slot, CloseHow::Graceful, CloseReason::Done);
         }
     }
 
@@ -307,13 +317,38 @@ impl Run {
             return;
         }
         conn.last = self.now;
-        self.drain(slot, CloseReason::Done);
+        conn.state = State::Draining;
+        if conn.queued() == 0 {
+            self.schedule(slot, CloseHow::Graceful, CloseReason::Done);
+        }
+    }
+
+    fn would_block(&mut self, pick: usize) {
+        let Some(id) = self.pick(pick) else { return };
+        let result = self.echo.handle_would_block(id, self.now);
+        let Some(slot) = self.live(id) else {
+            return assert_eq!(result, Err(StaleId));
+        };
+        assert_eq!(result, Ok(()));
+        self.conns.get_mut(&slot).unwrap().read_idle = true;
+        self.finish_if_quiet(slot);
+    }
+
+    fn finish_if_quiet(&mut self, slot: usize) {
+        let conn = &self.conns[&slot];
+        if self.shutting_down && conn.finishing() && self.now - conn.last >= QUIET {
+            self.schedule(slot, CloseHow::Graceful, CloseReason::Shutdown);
+        }
     }
 
     fn timeout(&mut self) {
         self.echo.handle_timeout(self.now);
-        let Some(idle) = self.idle else { return };
         for slot in self.slots() {
+            if !self.conns[&slot].live() {
+                continue;
+            }
+            self.finish_if_quiet(slot);
+            let Some(idle) = self.idle else { continue };
             let conn = &self.conns[&slot];
             if !conn.live() || self.now - conn.last < idle {
                 continue;
@@ -343,16 +378,8 @@ impl Run {
             reason,
         };
         assert_eq!(got, Some(expected));
-        if reason == CloseReason::Done {
+        if how == CloseHow::Graceful {
             assert_eq!(conn.sent, conn.received, "graceful close lost bytes");
-        }
-    }
-
-    fn drain(&mut self, slot: usize, reason: CloseReason) {
-        let conn = self.conns.get_mut(&slot).unwrap();
-        conn.state = State::Draining(reason);
-        if conn.queued() == 0 {
-            self.schedule(slot, CloseHow::Graceful, reason);
         }
     }
 
@@ -386,7 +413,7 @@ impl Run {
             .conns
             .values()
             .filter(|conn| conn.live())
-            .map(|conn| (conn.id, conn.handle, conn.interest()))
+            .map(|conn| (conn.id, conn.handle, conn.interest(self.shutting_down)))
             .collect();
         assert_eq!(echo.connections().collect::<Vec<_>>(), live);
 
@@ -397,7 +424,10 @@ impl Run {
                 assert_eq!(echo.interest(conn.id), Err(StaleId));
                 continue;
             }
-            assert_eq!(echo.interest(conn.id), Ok(conn.interest()));
+            assert_eq!(
+                echo.interest(conn.id),
+                Ok(conn.interest(self.shutting_down))
+            );
             assert_eq!(echo.handle(conn.id), Ok(conn.handle));
             let data = echo.send_buf(conn.id).unwrap();
             assert!(conn.received[conn.sent.len()..].starts_with(data));
@@ -410,13 +440,16 @@ impl Run {
             }
         }
 
-        let deadline = self.idle.and_then(|idle| {
-            self.conns
-                .values()
-                .filter(|conn| conn.live())
-                .map(|conn| conn.last + idle)
-                .min()
-        });
+        let deadline = self
+            .conns
+            .values()
+            .filter(|conn| conn.live())
+            .flat_map(|conn| {
+                let quiet = (self.shutting_down && conn.finishing()).then_some(QUIET);
+                [self.idle, quiet].map(|after| after.map(|after| conn.last + after))
+            })
+            .flatten()
+            .min();
         assert_eq!(echo.poll_timeout(), deadline);
     }
 
@@ -448,6 +481,7 @@ fn op() -> impl Strategy<Value = Op> {
             }),
         80 => (any::<usize>(), 0..Q + 4).prop_map(|(pick, n)| Op::Send { pick, n }),
         20 => any::<usize>().prop_map(Op::PeerClosed),
+        20 => any::<usize>().prop_map(Op::WouldBlock),
         10 => any::<usize>().prop_map(Op::Reset),
         10 => any::<usize>().prop_map(Op::Close),
         30 => prop_oneof![Just(0u64), 1..200_000u64].prop_map(Op::Advance),
@@ -493,9 +527,10 @@ fn decode(bytes: &[u8]) -> Vec<Op> {
             9 => Op::Advance(u64::from(a) * 1_000),
             10 => Op::Timeout,
             11 => Op::PollClose,
-            _ => match a % 4 {
+            _ => match a % 5 {
                 0 => Op::BeginShutdown,
                 1 => Op::AbortAll,
+                2 => Op::WouldBlock(index(a)),
                 _ => Op::Close(index(a)),
             },
         };

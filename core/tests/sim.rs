@@ -77,7 +77,8 @@ fn half_close_with_bytes_queued_echoes_all_then_eof() {
         sim.echo().interest(id),
         Ok(Interest {
             read: false,
-            write: true
+            write: true,
+            probe: false,
         })
     );
     assert_eq!(sim.close_of(client), None);
@@ -119,7 +120,8 @@ fn a_client_that_does_not_read_is_held_back_then_resumes() {
         sim.echo().interest(id),
         Ok(Interest {
             read: false,
-            write: true
+            write: true,
+            probe: false,
         })
     );
     assert_eq!(sim.write(client, &input[written..]), 0);
@@ -133,7 +135,8 @@ fn a_client_that_does_not_read_is_held_back_then_resumes() {
         sim.echo().interest(id),
         Ok(Interest {
             read: true,
-            write: true
+            write: true,
+            probe: false,
         })
     );
     let mut out = buf.to_vec();
@@ -287,30 +290,54 @@ fn many_clients_interleaved_each_get_their_own_bytes() {
 }
 
 #[test]
-fn shutdown_drains_every_client_then_closes() {
+fn shutdown_serves_every_client_until_it_is_finished() {
     let mut sim = Small::new(Config::new());
     let idle = sim.connect().unwrap();
     let busy = sim.connect().unwrap();
-    let stuck = sim.connect().unwrap();
+    let half = sim.connect().unwrap();
     sim.set_send_limit(Some(0));
     sim.write(busy, b"bye");
-    sim.write(stuck, b"zzz");
+    sim.write(half, b"zzz");
     sim.drive().unwrap();
 
     sim.echo_mut().begin_shutdown();
     let late = sim.connect().unwrap();
     sim.drive().unwrap();
-    assert_eq!(sim.state(idle), ClientState::Eof);
+    assert_eq!(
+        sim.state(idle),
+        ClientState::Open,
+        "not quiet for long enough yet"
+    );
+    let quiet = Instant::ZERO + Config::QUIET_PERIOD;
+    assert_eq!(sim.step_to_deadline(), Some(quiet));
+    sim.drive().unwrap();
+    assert_eq!(sim.state(idle), ClientState::Eof, "quiet: closed");
     assert_eq!(sim.state(late), ClientState::Connecting);
     assert_eq!(sim.echo().len(), 2);
 
+    // Still served: what comes in now is echoed too, before the close.
+    sim.write(busy, b"!");
+    sim.shutdown_write(half);
     sim.set_send_limit(None);
-    sim.step();
-    assert_eq!(read_all(&mut sim, busy), b"bye");
+    sim.drive().unwrap();
+    assert_eq!(
+        sim.state(busy),
+        ClientState::Open,
+        "just active: not yet quiet"
+    );
+    assert_eq!(sim.step_to_deadline(), Some(quiet + Config::QUIET_PERIOD));
+    sim.drive().unwrap();
+    assert_eq!(read_all(&mut sim, busy), b"bye!");
     assert_eq!(sim.state(busy), ClientState::Eof);
-    assert_eq!(read_all(&mut sim, stuck), b"zzz");
+    assert_eq!(read_all(&mut sim, half), b"zzz");
+    assert_eq!(sim.state(half), ClientState::Eof);
     assert!(sim.echo().is_empty());
-    assert_eq!(sim.echo().counters().shut_down, 3);
+    assert_eq!(sim.echo().counters().shut_down, 2);
+    assert_eq!(
+        sim.echo().counters().closed,
+        1,
+        "the half-closed one finished"
+    );
 }
 
 #[test]
@@ -322,21 +349,31 @@ fn abort_all_resets_every_client() {
     sim.write(a, b"aaa");
     sim.drive().unwrap();
     sim.echo_mut().begin_shutdown();
+    sim.drive().unwrap();
+    sim.step_to_deadline().unwrap();
+    sim.drive().unwrap();
     sim.echo_mut().abort_all();
     sim.drive().unwrap();
     assert_eq!(sim.state(a), ClientState::Reset);
-    assert_eq!(sim.state(b), ClientState::Eof, "b closed gracefully first");
+    assert_eq!(
+        sim.state(b),
+        ClientState::Eof,
+        "b was quiet and closed first"
+    );
     assert_eq!(sim.close_of(a).unwrap().how, CloseHow::Abort);
 }
 
 #[test]
 fn unread_bytes_at_a_graceful_close_reset_the_client() {
-    let mut sim = Small::new(Config::new());
+    let idle = Duration::from_millis(10);
+    let mut sim = Small::new(Config::new().with_idle_timeout(Some(idle)));
     let client = sim.connect().unwrap();
     sim.drive().unwrap();
-    sim.echo_mut().begin_shutdown();
-    // Written after the server stopped reading, before it closed.
+    // The shell stops reading; bytes wait unread while the idle timeout
+    // (nothing moved either way, nothing queued) closes it gracefully.
+    sim.set_recv_limit(Some(0));
     assert_eq!(sim.write(client, b"unheard"), 7);
+    sim.step_to_deadline().unwrap();
     sim.drive().unwrap();
     let close = sim.close_of(client).unwrap();
     assert_eq!(close.how, CloseHow::Graceful);

@@ -45,9 +45,10 @@ pub struct SelectArgs {
     /// Address to listen on (IPv4 or [IPv6]:port; port 0 picks a free one). Repeat for several.
     #[arg(long = "listen", value_name = "ADDR", default_value = "127.0.0.1:7007")]
     pub listen: Vec<SocketAddr>,
-    /// Most connections served at once; more wait in the kernel's backlog.
-    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_conns: u32,
+    /// Most connections served at once; more wait in the kernel's backlog
+    /// [default: 1000, or what select() can watch if that is less].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_conns: Option<u32>,
     /// listen(2) backlog of each listener.
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=65535))]
     pub backlog: u32,
@@ -87,10 +88,10 @@ pub struct TunArgs {
 #[derive(Debug, Args)]
 pub struct CommonArgs {
     /// Close a connection idle (no byte either way) this long; 0 = never.
-    #[arg(long, value_name = "SECS", default_value_t = 0.0, value_parser = parse_secs)]
+    #[arg(long, value_name = "SECS", default_value_t = 0.0, value_parser = parse_period)]
     pub idle_timeout: f64,
     /// Log the counters at info level this often; 0 = never.
-    #[arg(long, value_name = "SECS", default_value_t = 0.0, value_parser = parse_secs)]
+    #[arg(long, value_name = "SECS", default_value_t = 0.0, value_parser = parse_period)]
     pub stats_interval: f64,
     /// On SIGINT/SIGTERM, how long to keep sending what is queued before closing anyway.
     #[arg(long, value_name = "SECS", default_value_t = 2.0, value_parser = parse_secs)]
@@ -165,6 +166,19 @@ fn parse_secs(s: &str) -> Result<f64, String> {
     Ok(secs)
 }
 
+/// A period that is either off (0) or at least a millisecond: shorter ones
+/// would make a loop spin (stats) or close every connection before it
+/// echoes (idle timeout).
+fn parse_period(s: &str) -> Result<f64, String> {
+    let secs = parse_secs(s)?;
+    if secs != 0.0 && secs < 0.001 {
+        return Err(format!(
+            "`{s}` is under a millisecond: use 0 (off) or at least 0.001"
+        ));
+    }
+    Ok(secs)
+}
+
 /// `secs` as an optional core duration: 0 means off.
 fn duration_or_off(secs: f64) -> Option<selecho_core::Duration> {
     if secs == 0.0 {
@@ -189,6 +203,10 @@ mod tests {
         assert!(parse_secs("-1").is_err());
         assert!(parse_secs("nan").is_err());
         assert!(parse_secs("x").is_err());
+        assert_eq!(parse_period("0"), Ok(0.0));
+        assert_eq!(parse_period("0.001"), Ok(0.001));
+        assert!(parse_period("0.000001").is_err());
+        assert!(parse_period("1e-7").is_err());
         assert_eq!(duration_or_off(0.0), None);
         assert_eq!(
             duration_or_off(2.5),

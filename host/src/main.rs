@@ -37,11 +37,9 @@ fn main() -> ExitCode {
         None => select::run(&cli.select, &signals),
         Some(Command::Tun(args)) => tun::run(args, &signals),
     };
-    match result {
-        Ok(counters) => {
-            if let Err(e) = announce::stopped(&counters) {
-                log::warn!("cannot print the final counters: {e}");
-            }
+    let code = match result {
+        Ok(totals) => {
+            announce::stopped(&totals);
             ExitCode::SUCCESS
         }
         Err(e) if e.is::<UsageError>() => {
@@ -52,5 +50,7 @@ fn main() -> ExitCode {
             eprintln!("selecho: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    announce::finish(announce::FINISH);
+    code
 }

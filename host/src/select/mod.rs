@@ -29,10 +29,11 @@ mod setup;
 
 use std::os::fd::RawFd;
 
-use selecho_core::{Counters, Echo};
+use selecho_core::Echo;
 
 use crate::cli::SelectArgs;
 use crate::daemon::signals::Signals;
+use crate::daemon::stats::Totals;
 use crate::daemon::thread;
 use crate::sys::fdset::FD_SETSIZE;
 
@@ -46,7 +47,7 @@ const QUEUE: usize = 16 * 1024;
 type Machine = Echo<RawFd, FD_SETSIZE, QUEUE>;
 
 /// Serves until a signal; returns the final counters.
-pub fn run(args: &SelectArgs, signals: &Signals) -> anyhow::Result<Counters> {
+pub fn run(args: &SelectArgs, signals: &Signals) -> anyhow::Result<Totals> {
     let plan = plan::Plan::new(args)?;
     thread::with_stack_for::<Machine, _>("select", || setup::start(&plan, signals)?.serve())
 }

@@ -8,26 +8,26 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use anyhow::Context;
 use log::debug;
-use selecho_core::{CloseHow, CloseReason, ConnId, Counters, Instant};
+use selecho_core::{CloseHow, ConnId, Instant};
 
 use super::Machine;
 use super::accept::Trouble;
 use super::plan::Plan;
 use crate::daemon::clock::Clock;
 use crate::daemon::signals::Signals;
-use crate::daemon::stats::Stats;
+use crate::daemon::stats::{Stats, Totals};
 use crate::daemon::stop::{Stop, Verdict};
 use crate::daemon::{self};
 use crate::sys::fdset::{FD_SETSIZE, FdSet};
 use crate::sys::net;
 
-/// Most reads spent per round discarding what a closing connection still sends.
-const DISCARD_READS: usize = 4;
-
 /// What one `select` call watches, and then what it found ready.
 struct Watch {
     read: FdSet,
     write: FdSet,
+    /// To read whether `select` says readable or not (the machine's
+    /// [`probe`](selecho_core::Interest::probe)).
+    probe: FdSet,
     /// One more than the highest descriptor watched.
     nfds: usize,
 }
@@ -41,16 +41,9 @@ pub struct Shell<'a> {
     pub(super) listeners: Vec<TcpListener>,
     /// The connection on each descriptor below `FD_SETSIZE`.
     pub(super) by_fd: Vec<Option<ConnId>>,
-    /// Descriptors closed gracefully while stopping: FIN sent, still read
-    /// (and what comes discarded) until the peer closes, so a close with
-    /// unread data does not reset the connection and drop what the kernel
-    /// still has to send.
-    lingering: FdSet,
-    lingering_count: usize,
     /// Open on /dev/null: closed to make room for accepting (and at once
     /// closing) a connection when the process is out of descriptors.
     pub(super) spare: Option<File>,
-    scratch: Box<[u8]>,
     /// The machine's `poll_timeout` as of the last rebuild.
     machine_deadline: Option<Instant>,
     /// Accept again at this time (after a [`Trouble`]).
@@ -76,10 +69,7 @@ impl<'a> Shell<'a> {
             signals,
             listeners,
             by_fd: vec![None; FD_SETSIZE],
-            lingering: FdSet::new(),
-            lingering_count: 0,
             spare: Some(spare),
-            scratch: vec![0; super::QUEUE].into_boxed_slice(),
             machine_deadline: None,
             paused_until: None,
             trouble: None,
@@ -91,20 +81,21 @@ impl<'a> Shell<'a> {
 
     /// The loop: until a signal, then until everything is flushed or the
     /// grace period ends.
-    pub fn serve(mut self) -> anyhow::Result<Counters> {
+    pub fn serve(mut self) -> anyhow::Result<Totals> {
         let mut watch = Watch {
             read: FdSet::new(),
             write: FdSet::new(),
+            probe: FdSet::new(),
             nfds: 0,
         };
         loop {
             let now = self.clock.now();
-            match self.stop.check(now, self.echo.len() + self.lingering_count) {
+            match self.stop.check(now, self.echo.len()) {
                 Verdict::Serve => {}
-                Verdict::Done => return Ok(*self.echo.counters()),
+                Verdict::Done => return Ok(self.totals()),
                 Verdict::GraceOver => {
                     self.abort_all();
-                    return Ok(*self.echo.counters());
+                    return Ok(self.totals());
                 }
             }
             let timeout = self
@@ -113,14 +104,14 @@ impl<'a> Shell<'a> {
             net::select(watch.nfds, &mut watch.read, &mut watch.write, timeout)
                 .context("select")?;
             let now = self.clock.now();
-            if watch.read.contains(self.signals.fd()) && self.signals.take() {
+            if watch.read.contains(self.signals.fd()) && self.signals.take().handle(&self.totals())
+            {
                 self.begin_stop(now);
             }
+            watch.read.union_with(&watch.probe);
             for fd in watch.read.iter_union(&watch.write, watch.nfds) {
                 if let Some(id) = self.by_fd[fd as usize] {
                     self.serve_conn(id, fd, watch.read.contains(fd), now);
-                } else if self.lingering.contains(fd) {
-                    self.discard(fd);
                 }
             }
             for i in 0..self.listeners.len() {
@@ -135,7 +126,16 @@ impl<'a> Shell<'a> {
                 self.echo.handle_timeout(now);
             }
             self.close_finished();
-            self.stats.tick(now, self.echo.len(), self.echo.counters());
+            self.stats.tick(now, &self.totals());
+        }
+    }
+
+    /// What the shell has done so far.
+    fn totals(&self) -> Totals {
+        Totals {
+            open: self.echo.len(),
+            tcp: *self.echo.counters(),
+            udp: None,
         }
     }
 
@@ -143,6 +143,8 @@ impl<'a> Shell<'a> {
     fn rebuild(&mut self, watch: &mut Watch, now: Instant) -> Option<Instant> {
         watch.read.clear();
         watch.write.clear();
+        watch.probe.clear();
+        let mut probing = false;
         let signal = self.signals.fd();
         watch.read.insert(signal);
         let mut end = signal as usize + 1;
@@ -163,14 +165,18 @@ impl<'a> Shell<'a> {
             if interest.write {
                 watch.write.insert(fd);
             }
+            if interest.probe {
+                watch.probe.insert(fd);
+                probing = true;
+            }
             end = end.max(fd as usize + 1);
-        }
-        if self.lingering_count > 0 {
-            watch.read.union_with(&self.lingering);
-            end = end.max(self.lingering.end());
         }
         watch.nfds = end;
         self.machine_deadline = self.echo.poll_timeout();
+        if probing {
+            // Probes are read at once: look, do not wait.
+            return Some(now);
+        }
         daemon::earliest([
             self.machine_deadline,
             self.stats.deadline(),
@@ -179,27 +185,41 @@ impl<'a> Shell<'a> {
         ])
     }
 
-    /// One ready connection: read once (if it was readable), then send
-    /// what is queued at once rather than waiting a round for writability.
+    /// One ready connection: read once (if it was readable, or the machine
+    /// asked for a probe), then send what is queued at once rather than
+    /// waiting a round for writability.
     fn serve_conn(&mut self, id: ConnId, fd: RawFd, readable: bool, now: Instant) {
-        if readable && let Ok(buf) = self.echo.recv_buf(id) {
-            // Empty once stopping (or the queue is full): nothing to read.
-            if !buf.is_empty() {
-                let reported = match net::recv(fd, buf) {
-                    Ok(0) => self.echo.handle_end_of_stream(id, now).is_ok(),
-                    Ok(n) => self.echo.handle_received(id, n, now).is_ok(),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => true,
-                    Err(e) => {
-                        debug!("{id} recv: {e}");
-                        let _ = self.echo.handle_reset(id);
-                        return;
-                    }
-                };
-                // The id is live and n fits what recv_buf offered.
-                debug_assert!(reported, "{id}: the machine refused a read report");
-            }
+        if readable && !self.read(id, fd, now) {
+            return;
         }
         self.flush(id, fd, now);
+    }
+
+    /// Reads once into the connection's queue and reports what happened;
+    /// false once the connection is gone (reset, or stale).
+    fn read(&mut self, id: ConnId, fd: RawFd, now: Instant) -> bool {
+        let Ok(buf) = self.echo.recv_buf(id) else {
+            return false;
+        };
+        // Empty while the queue is full or the peer has finished.
+        if buf.is_empty() {
+            return true;
+        }
+        let reported = match net::recv(fd, buf) {
+            Ok(0) => self.echo.handle_end_of_stream(id, now).is_ok(),
+            Ok(n) => self.echo.handle_received(id, n, now).is_ok(),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.echo.handle_would_block(id, now).is_ok()
+            }
+            Err(e) => {
+                debug!("{id} recv: {e}");
+                let _ = self.echo.handle_reset(id);
+                return false;
+            }
+        };
+        // The id is live and n fits what recv_buf offered.
+        debug_assert!(reported, "{id}: the machine refused a read report");
+        reported
     }
 
     /// Sends what the connection has queued until it is empty or the
@@ -230,7 +250,10 @@ impl<'a> Shell<'a> {
         }
     }
 
-    /// Carries out the machine's close orders.
+    /// Carries out the machine's close orders. A graceful one closes after
+    /// a FIN: the machine orders it only once every byte the peer sent was
+    /// echoed, so nothing is left unread; should the peer send more, the
+    /// kernel answers with a reset, which is the truth.
     fn close_finished(&mut self) {
         while let Some(close) = self.echo.poll_close() {
             let fd = close.handle;
@@ -242,14 +265,7 @@ impl<'a> Shell<'a> {
                     if let Err(e) = net::shutdown_write(fd) {
                         debug!("{} shutdown: {e}", close.id);
                     }
-                    // Only a shutdown stops reading a peer that may still
-                    // send: let that peer finish before closing.
-                    if close.reason == CloseReason::Shutdown {
-                        self.lingering.insert(fd);
-                        self.lingering_count += 1;
-                    } else {
-                        net::close(fd);
-                    }
+                    net::close(fd);
                 }
             }
             // A descriptor freed: accepting may work again.
@@ -259,25 +275,9 @@ impl<'a> Shell<'a> {
         }
     }
 
-    /// Reads and drops what a lingering connection sends; closes it at its
-    /// end of stream or error.
-    fn discard(&mut self, fd: RawFd) {
-        for _ in 0..DISCARD_READS {
-            match net::recv(fd, &mut self.scratch) {
-                Ok(n) if n > 0 => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                // End of stream, or an error: done with it.
-                _ => {
-                    self.lingering.remove(fd);
-                    self.lingering_count -= 1;
-                    net::close(fd);
-                    return;
-                }
-            }
-        }
-    }
-
-    /// The first signal: close the listeners, let every connection flush.
+    /// The first signal: close the listeners; every connection goes on being
+    /// served until it is finished (the machine asks for the reads that
+    /// tell it so: see [`Interest::probe`](selecho_core::Interest::probe)).
     fn begin_stop(&mut self, now: Instant) {
         if !self.stop.begin(now, self.echo.len()) {
             return;
@@ -290,10 +290,5 @@ impl<'a> Shell<'a> {
     fn abort_all(&mut self) {
         self.echo.abort_all();
         self.close_finished();
-        for fd in self.lingering.iter() {
-            net::close(fd);
-        }
-        self.lingering.clear();
-        self.lingering_count = 0;
     }
 }

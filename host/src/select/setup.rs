@@ -40,7 +40,7 @@ pub fn start<'a>(plan: &Plan, signals: &'a Signals) -> anyhow::Result<Shell<'a>>
         .iter()
         .map(TcpListener::local_addr)
         .collect::<io::Result<Vec<_>>>()?;
-    announce::listening(addrs)?;
+    announce::listening(addrs);
     info!(
         "select shell: up to {} connections, {}-byte queues, idle timeout {}",
         echo.capacity(),
@@ -56,6 +56,9 @@ pub fn start<'a>(plan: &Plan, signals: &'a Signals) -> anyhow::Result<Shell<'a>>
 fn listen(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
+    // Urgent data stays in the stream (accepted sockets inherit this), so
+    // an urgent byte is echoed in its place like any other.
+    socket.set_out_of_band_inline(true)?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }

@@ -27,11 +27,11 @@ mod setup;
 mod testing;
 mod vnet;
 
-use selecho_core::Counters;
 use selecho_core::smoltcp::SmolEcho;
 
 use crate::cli::TunArgs;
 use crate::daemon::signals::Signals;
+use crate::daemon::stats::Totals;
 use crate::daemon::thread;
 
 /// Most connection slots (`--max-conns`) this build serves.
@@ -45,7 +45,7 @@ const QUEUE: usize = 16 * 1024;
 type Adapter = SmolEcho<MAX_CONNS, QUEUE>;
 
 /// Serves until a signal; returns the final counters.
-pub fn run(args: &TunArgs, signals: &Signals) -> anyhow::Result<Counters> {
+pub fn run(args: &TunArgs, signals: &Signals) -> anyhow::Result<Totals> {
     let plan = plan::Plan::new(args)?;
     thread::with_stack_for::<Adapter, _>("tun", || setup::start(&plan)?.serve(signals))
 }

@@ -66,6 +66,8 @@ impl Plan {
                 )));
             }
         }
+        let mode = if args.tap { Mode::Tap } else { Mode::Tun };
+        check_mtu(args.mtu, mode, address)?;
         if let Some(port) = args.ports.iter().find(|&&p| p == 0) {
             return Err(UsageError(format!(
                 "invalid value '{port}' for '--port <PORT>': smoltcp cannot listen on port 0"
@@ -80,7 +82,7 @@ impl Plan {
             .collect();
         Ok(Plan {
             ifname,
-            mode: if args.tap { Mode::Tap } else { Mode::Tun },
+            mode,
             address,
             host,
             ports,
@@ -93,6 +95,28 @@ impl Plan {
             grace: args.common.grace(),
         })
     }
+}
+
+/// The largest MTU a TAP device takes: an IP packet of 65535 bytes less
+/// the 14-byte Ethernet header (a TUN device takes 65535).
+const TAP_MAX_MTU: u32 = 65_535 - 14;
+
+/// The smallest MTU IPv6 works over (RFC 8200); Linux refuses an IPv6
+/// address on a smaller link.
+const IPV6_MIN_MTU: u32 = 1280;
+
+/// `--mtu` for this medium and address family.
+fn check_mtu(mtu: u32, mode: Mode, address: IpCidr) -> Result<(), UsageError> {
+    let bad = |why: String| UsageError(format!("invalid value '{mtu}' for '--mtu <N>': {why}"));
+    if mode == Mode::Tap && mtu > TAP_MAX_MTU {
+        return Err(bad(format!(
+            "a TAP device takes at most {TAP_MAX_MTU} (65535 less the Ethernet header)"
+        )));
+    }
+    if matches!(address, IpCidr::Ipv6(_)) && mtu < IPV6_MIN_MTU {
+        return Err(bad(format!("IPv6 needs an MTU of at least {IPV6_MIN_MTU}")));
+    }
+    Ok(())
 }
 
 /// `ADDRESS/PREFIX` for `flag`: a unicast address that can be a host's in

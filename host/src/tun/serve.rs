@@ -7,7 +7,6 @@ use std::os::fd::{AsFd, AsRawFd};
 use anyhow::{Context, anyhow};
 use smoltcp::iface::{Interface, PollIngressSingleResult, SocketSet};
 
-use selecho_core::Counters;
 use selecho_core::smoltcp::{from_smoltcp, to_smoltcp};
 
 use super::Adapter;
@@ -16,7 +15,7 @@ use super::plan::Plan;
 use crate::daemon;
 use crate::daemon::clock::Clock;
 use crate::daemon::signals::Signals;
-use crate::daemon::stats::Stats;
+use crate::daemon::stats::{Stats, Totals};
 use crate::daemon::stop::{Stop, Verdict};
 use crate::sys::poll;
 use crate::sys::tuntap::IfName;
@@ -56,7 +55,7 @@ impl Stack {
 
     /// Serves until a signal, then until every connection is finished or
     /// the grace period ends; returns the final counters.
-    pub fn serve(mut self, signals: &Signals) -> anyhow::Result<Counters> {
+    pub fn serve(mut self, signals: &Signals) -> anyhow::Result<Totals> {
         loop {
             let now = self.clock.now();
             let busy = self.turn()?;
@@ -71,8 +70,7 @@ impl Stack {
                     break;
                 }
             }
-            self.stats
-                .tick(now, self.adapter.echo().len(), self.adapter.counters());
+            self.stats.tick(now, &self.totals());
 
             let deadline = daemon::earliest([
                 self.iface
@@ -90,7 +88,7 @@ impl Stack {
             let [_, signalled] =
                 poll::wait_readable([self.device.as_fd().as_raw_fd(), signals.fd()], timeout)
                     .context("waiting for the device")?;
-            if signalled && signals.take() {
+            if signalled && signals.take().handle(&self.totals()) {
                 let now = self.clock.now();
                 if self.stop.begin(now, self.adapter.echo().len()) {
                     self.adapter.begin_shutdown();
@@ -106,7 +104,16 @@ impl Stack {
             stats.writes,
             stats.tx_dropped
         );
-        Ok(*self.adapter.counters())
+        Ok(self.totals())
+    }
+
+    /// What the shell has done so far.
+    fn totals(&self) -> Totals {
+        Totals {
+            open: self.adapter.echo().len(),
+            tcp: *self.adapter.counters(),
+            udp: None,
+        }
     }
 
     /// One turn: every waiting packet, the adapter, smoltcp's egress, the

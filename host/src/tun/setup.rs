@@ -100,7 +100,7 @@ pub fn start(plan: &Plan) -> anyhow::Result<Stack> {
         plan.ports.len()
     );
     let ip = IpAddr::from(plan.address.address());
-    announce::listening(plan.ports.iter().map(|&port| SocketAddr::new(ip, port)))?;
+    announce::listening(plan.ports.iter().map(|&port| SocketAddr::new(ip, port)));
     Ok(Stack::new(device, iface, sockets, adapter, clock, plan))
 }
 

@@ -117,18 +117,9 @@ impl ServerProcess {
         while let Some(line) = self.next_line(deadline) {
             out.push(line);
         }
-        // stdout closed: the process is exiting; reap it (bounded by the
-        // same deadline; std has no timed wait on a child).
-        loop {
-            if let Some(status) = self.exited() {
-                return (status, out);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "server did not exit within {limit:?}"
-            );
-            thread::sleep(Duration::from_millis(10));
-        }
+        // stdout closed: the process is exiting; reap it.
+        let child = self.child.as_mut().expect("not yet reaped");
+        (reap(child, deadline), out)
     }
 
     /// Waits (up to `limit`) for the process to exit with status 0 and
@@ -180,6 +171,18 @@ impl ServerProcess {
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Waits for `child` to exit, until `deadline` (std has no timed wait on a
+/// child: it polls); panics if it has not by then.
+pub fn reap(child: &mut Child, deadline: Instant) -> ExitStatus {
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for the child") {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "{child:?} did not exit in time");
+        thread::sleep(Duration::from_millis(10));
     }
 }
 

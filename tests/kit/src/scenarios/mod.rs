@@ -7,6 +7,8 @@
 //! starts a server for a [`Setup`]; every scenario becomes a `#[test]` of
 //! that driver.
 
+pub mod udp;
+
 use std::time::Duration;
 
 use crate::pattern::bytes as pattern;
