@@ -158,14 +158,24 @@ impl core::error::Error for AddError {}
 /// Where one socket is, as the adapter sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
-    /// Carries no connection of the machine's: listening, in a handshake,
-    /// or closed for good after a shutdown.
+    /// Carries no connection of the machine's: listening, in a handshake
+    /// not seen yet, or closed for good after a shutdown.
     Idle,
+    /// Carries no connection of the machine's: half-open (in
+    /// `SynReceived`) since this instant (see [`room`]).
+    HalfOpen(Instant),
     /// Carries this connection of the machine's.
     Open(ConnId),
     /// Released by the machine; TCP is still closing it. Aborted at the
     /// deadline if there is one (after a graceful close).
     Closing(Option<Instant>),
+}
+
+impl Phase {
+    /// Carries no connection of the machine's (half-open or not).
+    fn is_idle(self) -> bool {
+        matches!(self, Phase::Idle | Phase::HalfOpen(_))
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -176,8 +186,6 @@ struct Slot {
     phase: Phase,
     /// The peer's FIN was reported to the machine.
     fin_reported: bool,
-    /// Idle in `SynReceived`: since when, and in which order.
-    half_open: Option<room::HalfOpen>,
 }
 
 /// One [`Echo`] machine served through up to `N` smoltcp TCP sockets, with
@@ -195,7 +203,6 @@ pub struct SmolEcho<const N: usize, const Q: usize> {
     ports: heapless::Vec<u16, MAX_PORTS>,
     half_open_timeout: Duration,
     /// Half-open connections seen so far: orders them by age.
-    half_opens_seen: u64,
     /// `syn_evicted` and `syn_expired`.
     packets: PacketCounters,
 }
@@ -213,7 +220,6 @@ impl<const N: usize, const Q: usize> SmolEcho<N, Q> {
             shutting_down: false,
             ports: heapless::Vec::new(),
             half_open_timeout: DEFAULT_HALF_OPEN_TIMEOUT,
-            half_opens_seen: 0,
             packets: PacketCounters {
                 bad_checksum: 0,
                 martian: 0,
@@ -253,7 +259,6 @@ impl<const N: usize, const Q: usize> SmolEcho<N, Q> {
             port,
             phase: Phase::Idle,
             fin_reported: false,
-            half_open: None,
         };
         self.slots.push(slot).map_err(|_| AddError::Full)
     }
@@ -318,7 +323,7 @@ impl<const N: usize, const Q: usize> SmolEcho<N, Q> {
         let mut progress = self.relisten(sockets, now);
         for i in 0..self.slots.len() {
             let socket = sockets.get_mut::<tcp::Socket>(self.slots[i].handle);
-            if self.slots[i].phase == Phase::Idle {
+            if self.slots[i].phase.is_idle() {
                 progress |= self.tend_idle(i, socket, now);
             }
             if let Phase::Open(id) = self.slots[i].phase {
@@ -392,9 +397,9 @@ impl<const N: usize, const Q: usize> SmolEcho<N, Q> {
         let deadlines = self
             .slots
             .iter()
-            .filter_map(|slot| match (slot.phase, slot.half_open) {
-                (Phase::Closing(deadline), _) => deadline,
-                (Phase::Idle, Some(half_open)) => Some(half_open.since + self.half_open_timeout),
+            .filter_map(|slot| match slot.phase {
+                Phase::Closing(deadline) => deadline,
+                Phase::HalfOpen(since) => Some(since + self.half_open_timeout),
                 _ => None,
             })
             .min();
@@ -431,7 +436,6 @@ impl<const N: usize, const Q: usize> SmolEcho<N, Q> {
                 self.closing -= 1;
             }
             slot.phase = Phase::Idle;
-            slot.half_open = None;
         }
     }
 
@@ -442,7 +446,7 @@ impl<const N: usize, const Q: usize> SmolEcho<N, Q> {
             return self.tend_half_open(i, socket, now);
         }
         let slot = &mut self.slots[i];
-        slot.half_open = None;
+        slot.phase = Phase::Idle;
         match socket.state() {
             State::Established | State::CloseWait => {
                 match self.echo.handle_accept(slot.handle, now) {

@@ -33,9 +33,11 @@
 use core::fmt;
 
 use ::smoltcp::wire::{
-    Icmpv4Packet, Icmpv6Packet, IpAddress, IpCidr, IpEndpoint, IpProtocol, IpVersion, Ipv4Packet,
-    Ipv6ExtHeader, Ipv6Packet, TcpPacket, UdpPacket,
+    Icmpv4Packet, IpAddress, IpCidr, IpEndpoint, IpProtocol, IpVersion, Ipv4Packet, TcpPacket,
+    UdpPacket,
 };
+#[cfg(feature = "ipv6")]
+use ::smoltcp::wire::{Icmpv6Packet, Ipv6ExtHeader, Ipv6Packet};
 
 use super::PacketCounters;
 
@@ -135,6 +137,7 @@ impl Guard {
         // smoltcp's `IpVersion::of_packet` reads the first byte unchecked.
         let verdict = match packet.first().map(|_| IpVersion::of_packet(packet)) {
             Some(Ok(IpVersion::Ipv4)) => self.ipv4(packet, checksums),
+            #[cfg(feature = "ipv6")]
             Some(Ok(IpVersion::Ipv6)) => self.ipv6(packet, checksums),
             _ => Err(Rejected::Malformed),
         };
@@ -158,6 +161,7 @@ impl Guard {
         let src = ip.src_addr();
         let subnet_broadcast = self.own.iter().any(|cidr| match cidr {
             IpCidr::Ipv4(v4) => v4.broadcast() == Some(src),
+            #[cfg(feature = "ipv6")]
             IpCidr::Ipv6(_) => false,
         });
         if subnet_broadcast || src.is_broadcast() || self.martian(IpAddress::Ipv4(src)) {
@@ -184,6 +188,7 @@ impl Guard {
         Ok(Inbound::Packet { syn })
     }
 
+    #[cfg(feature = "ipv6")]
     fn ipv6(&self, packet: &[u8], checksums: Checksums) -> Result<Inbound, Rejected> {
         let ip = Ipv6Packet::new_checked(packet).map_err(|_| Rejected::Malformed)?;
         let (src, dst) = (ip.src_addr(), ip.dst_addr());
@@ -242,6 +247,7 @@ impl Guard {
         let own = self.own.iter().any(|cidr| cidr.address() == src);
         let special = match src {
             IpAddress::Ipv4(a) => a.is_loopback() || a.is_multicast() || a.is_unspecified(),
+            #[cfg(feature = "ipv6")]
             IpAddress::Ipv6(a) => a.is_loopback() || a.is_multicast() || a.is_unspecified(),
         };
         own || special
@@ -255,7 +261,7 @@ fn udp(src: IpAddress, dst: IpAddress, payload: &[u8], verify: bool) -> Result<(
         return Ok(());
     }
     // Over IPv6 the checksum is mandatory: 0 is not "none" (RFC 8200 8.1).
-    let missing_v6 = udp.checksum() == 0 && matches!(src, IpAddress::Ipv6(_));
+    let missing_v6 = udp.checksum() == 0 && !matches!(src, IpAddress::Ipv4(_));
     if missing_v6 || !udp.verify_checksum(&src, &dst) {
         return Err(Rejected::Checksum);
     }

@@ -31,14 +31,6 @@ pub enum Room {
     NotServed,
 }
 
-/// A socket's half-open connection, as first seen.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct HalfOpen {
-    pub(super) since: Instant,
-    /// Lower is older.
-    order: u64,
-}
-
 impl<const N: usize, const Q: usize> SmolEcho<N, Q> {
     /// Drops a half-open connection that has not completed its handshake
     /// after `timeout` (default [`DEFAULT_HALF_OPEN_TIMEOUT`]).
@@ -63,7 +55,7 @@ impl<const N: usize, const Q: usize> SmolEcho<N, Q> {
             return Room::NotServed;
         }
         let mut spare = None;
-        let mut oldest: Option<(usize, u64)> = None;
+        let mut oldest: Option<(usize, Instant)> = None;
         for i in 0..self.slots.len() {
             let socket = sockets.get_mut::<tcp::Socket>(self.slots[i].handle);
             let ours = socket.remote_endpoint() == Some(syn.remote)
@@ -71,7 +63,7 @@ impl<const N: usize, const Q: usize> SmolEcho<N, Q> {
             if ours {
                 return Room::Ready;
             }
-            if self.slots[i].phase != Phase::Idle {
+            if !self.slots[i].phase.is_idle() {
                 continue;
             }
             match socket.state() {
@@ -80,9 +72,10 @@ impl<const N: usize, const Q: usize> SmolEcho<N, Q> {
                     spare.get_or_insert(i);
                 }
                 State::SynReceived => {
-                    let order = self.stamp(i, now).order;
-                    if oldest.is_none_or(|(_, o)| order < o) {
-                        oldest = Some((i, order));
+                    // Ties (SYNs of one turn) go to the lower slot.
+                    let since = self.stamp(i, now);
+                    if oldest.is_none_or(|(_, o)| since < o) {
+                        oldest = Some((i, since));
                     }
                 }
                 _ => {}
@@ -103,7 +96,7 @@ impl<const N: usize, const Q: usize> SmolEcho<N, Q> {
         listen(socket, port);
         let slot = &mut self.slots[i];
         slot.port = port;
-        slot.half_open = None;
+        slot.phase = Phase::Idle;
         debug!("socket moved to port {} ({})", port, room);
         room
     }
@@ -116,7 +109,7 @@ impl<const N: usize, const Q: usize> SmolEcho<N, Q> {
         socket: &mut tcp::Socket<'_>,
         now: Instant,
     ) -> bool {
-        let since = self.stamp(i, now).since;
+        let since = self.stamp(i, now);
         if now - since < self.half_open_timeout {
             return false;
         }
@@ -126,7 +119,7 @@ impl<const N: usize, const Q: usize> SmolEcho<N, Q> {
         );
         socket.abort();
         listen(socket, self.slots[i].port);
-        self.slots[i].half_open = None;
+        self.slots[i].phase = Phase::Idle;
         self.packets.syn_expired += 1;
         true
     }
@@ -142,18 +135,15 @@ impl<const N: usize, const Q: usize> SmolEcho<N, Q> {
         self.ports.push(port).map_err(|_| AddError::TooManyPorts)
     }
 
-    /// Slot `i`'s half-open connection, noted now if it was not yet.
-    fn stamp(&mut self, i: usize, now: Instant) -> HalfOpen {
-        if let Some(half_open) = self.slots[i].half_open {
-            return half_open;
+    /// Since when slot `i` (idle, its socket in `SynReceived`) has been
+    /// half-open: noted now if it was not yet.
+    fn stamp(&mut self, i: usize, now: Instant) -> Instant {
+        let slot = &mut self.slots[i];
+        if let Phase::HalfOpen(since) = slot.phase {
+            return since;
         }
-        let half_open = HalfOpen {
-            since: now,
-            order: self.half_opens_seen,
-        };
-        self.half_opens_seen += 1;
-        self.slots[i].half_open = Some(half_open);
-        half_open
+        slot.phase = Phase::HalfOpen(now);
+        now
     }
 }
 
