@@ -90,7 +90,7 @@ fn skip(reason: &str) {
     if std::env::var_os("SELECHO_FIRMWARE_REQUIRED").is_some_and(|v| v == "1") {
         panic!("the firmware tests must run here (SELECHO_FIRMWARE_REQUIRED=1), but: {reason}");
     }
-    netns::skip(reason);
+    selecho_testkit::skip(reason);
 }
 
 /// Why the firmware cannot be booted on a TAP here, if it cannot.

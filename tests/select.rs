@@ -3,7 +3,7 @@
 //! `ServerProcess`, killed when the test ends however it ends.
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -15,12 +15,14 @@ use selecho_testkit::pattern::bytes as pattern;
 use selecho_testkit::process::{
     ChildGuard, ServerProcess, assert_usage_error, counter, listening_addr, reap, run_to_end,
 };
+use selecho_testkit::scenarios::udp::DatagramSetup;
 use selecho_testkit::scenarios::{self, End, Server, assert_bytes};
 use selecho_testkit::tcp::{
     BOUND, TcpServer, half_closed_client_at_sigterm, signals_other_than_stop_keep_serving,
     stats_count_an_echo, try_connect, urgent_byte_is_echoed_in_line, wait_until_refused,
 };
-use selecho_testkit::{scenario_tests, selecho};
+use selecho_testkit::udp::{UdpServer, rate_args};
+use selecho_testkit::{scenario_tests, selecho, udp_scenario_tests};
 
 /// `selecho --listen 127.0.0.1:0` with the scenario's settings.
 /// Loopback works everywhere, so this driver never skips.
@@ -38,6 +40,17 @@ fn start(setup: scenarios::Setup) -> Option<TcpServer> {
 }
 
 scenario_tests!(start, big = 1 << 20);
+
+/// `selecho --listen 127.0.0.1:0` with the scenario's UDP rate limit,
+/// reached from 127.0.0.1 and 127.0.0.2 (all of 127/8 is loopback).
+fn start_udp(setup: DatagramSetup) -> Option<UdpServer> {
+    let mut cmd = server_cmd(&["--listen", "127.0.0.1:0"]);
+    cmd.args(rate_args(setup));
+    let hosts = vec![IpAddr::from([127, 0, 0, 1]), IpAddr::from([127, 0, 0, 2])];
+    Some(UdpServer::new(ServerProcess::start(cmd, 2), hosts, 65_507))
+}
+
+udp_scenario_tests!(start_udp);
 
 /// The binary with `args`, logging warnings only.
 fn server_cmd(args: &[&str]) -> Command {
@@ -93,6 +106,174 @@ fn read_after_fin(conn: &mut TcpStream) -> (Vec<u8>, End) {
         Err(e) if e.kind() == ErrorKind::ConnectionReset => (got, End::Reset),
         Err(e) => panic!("read to end: {e}"),
     }
+}
+
+/// Raises this process's soft RLIMIT_NOFILE to `wanted`; the reason if
+/// the hard limit does not allow it.
+fn raise_own_nofile(wanted: u64) -> Result<(), String> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one `rlimit` into the live local.
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+        0
+    );
+    if limit.rlim_cur >= wanted {
+        return Ok(());
+    }
+    if limit.rlim_max < wanted {
+        return Err(format!(
+            "RLIMIT_NOFILE's hard limit is {}, under {wanted}",
+            limit.rlim_max
+        ));
+    }
+    limit.rlim_cur = wanted;
+    // SAFETY: setrlimit reads one `rlimit` from the live local.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+    Ok(())
+}
+
+#[test]
+fn three_thousand_connections_over_four_threads() {
+    const CONNS: usize = 3000;
+    const ROUNDS: u64 = 3;
+    // The clients' sockets are this process's: room for them.
+    if let Err(reason) = raise_own_nofile(2 * CONNS as u64 + 256) {
+        return selecho_testkit::skip(&reason);
+    }
+    let mut server = TcpServer::new(ServerProcess::start(
+        server_cmd(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--no-udp",
+            "--threads",
+            "4",
+            "--max-conns",
+            &CONNS.to_string(),
+        ]),
+        1,
+    ));
+    // All at once: more than one select() loop could watch.
+    let mut conns: Vec<TcpStream> = (0..CONNS).map(|_| server.connect()).collect();
+    for round in 0..ROUNDS {
+        let msgs: Vec<Vec<u8>> = (0..CONNS)
+            .map(|i| pattern(round * 10_000 + i as u64, 64))
+            .collect();
+        for (conn, msg) in conns.iter_mut().zip(&msgs) {
+            conn.write_all(msg).expect("write");
+        }
+        for (i, (conn, msg)) in conns.iter_mut().zip(&msgs).enumerate() {
+            let mut got = [0; 64];
+            conn.read_exact(&mut got).expect("read the echo");
+            assert_bytes(&got, msg, &format!("round {round}, connection {i}"));
+        }
+    }
+    server.process.signal(libc::SIGTERM);
+    for conn in &mut conns {
+        let (rest, end) = read_after_fin(conn);
+        assert!(
+            rest.is_empty() && end == End::Eof,
+            "a clean end for every client"
+        );
+    }
+    let stopped = server.process.wait_stopped(BOUND);
+    let bytes = (CONNS as u64) * ROUNDS * 64;
+    assert_eq!(counter(&stopped, "accepted"), CONNS as u64, "{stopped}");
+    assert_eq!(counter(&stopped, "bytes_in"), bytes, "{stopped}");
+    assert_eq!(counter(&stopped, "bytes_out"), bytes, "{stopped}");
+    assert_eq!(counter(&stopped, "refused"), 0, "{stopped}");
+}
+
+/// `selecho ARGS` started the way systemd's socket activation starts it:
+/// the sockets at descriptors 3 and 4 (bash moves them there from 200 and
+/// 201, out of the way of what spawning uses), `LISTEN_FDS=2` and
+/// `LISTEN_PID` naming the process (bash's, kept by `exec`).
+fn activated(tcp: &TcpListener, udp: &UdpSocket, args: &[&str]) -> Command {
+    let (tcp, udp) = (tcp.as_raw_fd(), udp.as_raw_fd());
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c")
+        .arg(r#"exec 3<&200 4<&201 200<&- 201<&-; LISTEN_PID=$$ LISTEN_FDS=2 exec "$0" "$@""#)
+        .arg(selecho!().get_program())
+        .args(args);
+    // SAFETY: the closure runs in the forked child before exec and only
+    // calls dup2, which is async-signal-safe, on descriptors it names.
+    unsafe {
+        cmd.pre_exec(move || {
+            for (from, to) in [(tcp, 200), (udp, 201)] {
+                if libc::dup2(from, to) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
+#[test]
+fn socket_activation_serves_the_sockets_handed_over() {
+    let tcp = TcpListener::bind("127.0.0.1:0").expect("a TCP listener");
+    let addr = tcp.local_addr().expect("its address");
+    let udp = UdpSocket::bind(addr).expect("a UDP socket on the same port");
+    let process = ServerProcess::start(activated(&tcp, &udp, &["-q"]), 2);
+    assert_eq!(
+        process.addrs_of("tcp"),
+        [addr],
+        "serves the TCP socket given"
+    );
+    assert_eq!(process.addrs_of("udp"), [addr], "and the UDP one");
+    // Only the server holds them now.
+    drop((tcp, udp));
+    let mut server = TcpServer::new(process);
+    let mut conn = server.connect();
+    let msg = pattern(12, 3000);
+    assert_bytes(&server.exchange(&mut conn, &msg), &msg, "TCP echo");
+    let client = UdpSocket::bind("127.0.0.1:0").expect("a client socket");
+    client.set_read_timeout(Some(BOUND)).expect("a time-out");
+    client.send_to(b"activated", addr).expect("send a datagram");
+    let mut got = [0; 64];
+    let (n, from) = client.recv_from(&mut got).expect("the echo");
+    assert_eq!((&got[..n], from), (&b"activated"[..], addr), "UDP echo");
+    // The activator chose the addresses: --listen as well is refused.
+    let tcp = TcpListener::bind("127.0.0.1:0").expect("a TCP listener");
+    let udp = UdpSocket::bind(tcp.local_addr().expect("its address")).expect("a UDP socket");
+    assert_usage_error(
+        &mut activated(&tcp, &udp, &["--listen", "127.0.0.1:0"]),
+        "socket activation",
+    );
+}
+
+#[test]
+fn the_systemd_units_verify() {
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        return selecho_testkit::skip("no systemd-analyze here");
+    }
+    let dist = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist");
+    let dir = std::env::temp_dir().join(format!("selecho-units-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a scratch directory");
+    for unit in ["selecho.socket", "selecho.service"] {
+        let text = std::fs::read_to_string(dist.join(unit)).expect("read a unit");
+        // Verify checks that the program exists: point it at this build.
+        let text = text.replace(
+            "/usr/local/bin/selecho",
+            &selecho!().get_program().to_string_lossy(),
+        );
+        std::fs::write(dir.join(unit), text).expect("write a unit");
+    }
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .args(["selecho.socket", "selecho.service"].map(|u| dir.join(u)))
+        .output()
+        .expect("run systemd-analyze");
+    let _ = std::fs::remove_dir_all(&dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.trim().is_empty(), "{stderr}");
 }
 
 #[test]

@@ -270,7 +270,7 @@ fn permission_denied_is_a_clear_error() {
         // The checkout may be where user nobody cannot reach the binary.
         let nobody = match SharedCopy::new(Path::new(selecho!().get_program()), 65_534) {
             Ok(copy) => copy,
-            Err(reason) => return netns::skip(&reason),
+            Err(reason) => return selecho_testkit::skip(&reason),
         };
         // A device owned by root: an unprivileged user may neither attach to it
         // nor (with /dev/net/tun at mode 0600, as here) open the clone device.

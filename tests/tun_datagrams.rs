@@ -15,8 +15,9 @@ use selecho_testkit::netns;
 use selecho_testkit::pattern::bytes as pattern;
 use selecho_testkit::process::{ServerProcess, counter};
 use selecho_testkit::scenarios::assert_bytes;
-use selecho_testkit::scenarios::udp::{DatagramServer, DatagramSetup};
+use selecho_testkit::scenarios::udp::DatagramSetup;
 use selecho_testkit::tcp::BOUND;
+use selecho_testkit::udp::{UdpServer, rate_args};
 use selecho_testkit::udp_scenario_tests;
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -26,35 +27,9 @@ use tun_support::{start_family, tun_cmd};
 /// the second added for scenarios that want two source hosts.
 const HOSTS: [[u8; 4]; 2] = [[10, 77, 0, 1], [10, 77, 0, 3]];
 
-/// The TUN shell's UDP echo, reached from the kernel's side of the device.
-struct TunUdp {
-    /// Kept for its lifetime: dropping it kills the server.
-    _process: ServerProcess,
-    /// Where datagrams go: the `(udp)` address.
-    addr: SocketAddr,
-}
-
-/// `--udp-rate`/`--udp-burst` for a scenario's rate limit (the rate
-/// rounded to whole answers per second, at least one).
-fn rate_args(setup: DatagramSetup) -> Vec<String> {
-    let (rate, burst) = match setup.rate_limit {
-        None => (0, 1),
-        Some((burst, interval)) => {
-            let per_second = (1.0 / interval.as_secs_f64()).round().max(1.0) as u32;
-            (per_second, burst)
-        }
-    };
-    vec![
-        "--udp-rate".into(),
-        rate.to_string(),
-        "--udp-burst".into(),
-        burst.to_string(),
-    ]
-}
-
 /// A server for the scenario, in a namespace of this thread's own, with a
 /// second kernel address; `None` (after saying why) where it cannot run.
-fn start_udp(setup: DatagramSetup) -> Option<TunUdp> {
+fn start_udp(setup: DatagramSetup) -> Option<UdpServer> {
     if !netns::enter_or_skip() {
         return None;
     }
@@ -62,61 +37,8 @@ fn start_udp(setup: DatagramSetup) -> Option<TunUdp> {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let process = ServerProcess::start(tun_cmd(&args), 2);
     netns::ip(&["addr", "add", "10.77.0.3/24", "dev", "tun0"]);
-    let addr = process.addrs_of("udp")[0];
-    Some(TunUdp {
-        _process: process,
-        addr,
-    })
-}
-
-impl DatagramServer for TunUdp {
-    type Client = UdpSocket;
-
-    fn client(&mut self, host: u8, port: Option<u16>) -> Option<UdpSocket> {
-        let ip = HOSTS.get(usize::from(host))?;
-        let socket = UdpSocket::bind(SocketAddr::from((*ip, port.unwrap_or(0)))).ok()?;
-        socket.set_read_timeout(Some(BOUND)).expect("a time-out");
-        Some(socket)
-    }
-
-    fn send(&mut self, client: &mut UdpSocket, data: &[u8]) {
-        let sent = client.send_to(data, self.addr).expect("send a datagram");
-        assert_eq!(sent, data.len());
-    }
-
-    fn recv(&mut self, client: &mut UdpSocket) -> Vec<u8> {
-        let mut buf = vec![0; 70_000];
-        let (n, from) = client
-            .recv_from(&mut buf)
-            .expect("an echo within the bound");
-        assert_eq!(from, self.addr, "the echo comes from where it was sent");
-        buf.truncate(n);
-        buf
-    }
-
-    fn try_recv(&mut self, client: &mut UdpSocket) -> Option<Vec<u8>> {
-        // The scenario's sentinel came back: anything sent before it has.
-        client.set_nonblocking(true).expect("non-blocking");
-        let mut buf = vec![0; 70_000];
-        let got = match client.recv(&mut buf) {
-            Ok(n) => Some(buf[..n].to_vec()),
-            Err(e) if e.kind() == ErrorKind::WouldBlock => None,
-            Err(e) => panic!("recv: {e}"),
-        };
-        client.set_nonblocking(false).expect("blocking again");
-        got
-    }
-
-    fn max_datagram(&self) -> usize {
-        65_507
-    }
-
-    /// smoltcp's sends cannot be held back from outside.
-    fn block_sends(&mut self) -> Option<usize> {
-        None
-    }
-
-    fn unblock_sends(&mut self) {}
+    let hosts = HOSTS.iter().map(|&ip| IpAddr::from(ip)).collect();
+    Some(UdpServer::new(process, hosts, 65_507))
 }
 
 udp_scenario_tests!(start_udp);

@@ -1,7 +1,8 @@
 //! A readable listener: accept a bounded batch, admit each connection into
 //! the machine or turn it away, and weather running out of descriptors. The
-//! listeners are shared by every worker; [`Admission`] keeps the total under
-//! `--max-conns` and the workers evenly filled.
+//! listeners are shared by every worker with room: each wakeup takes a batch
+//! shrunk by the number of workers, so they take turns; [`Admission`] keeps
+//! the total under `--max-conns`.
 
 use std::fs::File;
 use std::io;
@@ -22,16 +23,14 @@ const ACCEPT_BATCH: usize = 64;
 /// only repeat (no memory, no descriptor to shed a connection with).
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
-/// How far a worker may hold more connections than the average before it
-/// leaves the listeners to the others.
-const BALANCE: usize = 8;
-
-/// Connections at once over all workers, and how they are shared. The one
-/// thing the workers share, touched only when accepting and closing.
+/// Connections at once over all workers: the one thing the workers share,
+/// touched only when accepting and closing.
 #[derive(Debug)]
 pub struct Admission {
     max: usize,
-    workers: usize,
+    /// Most connections one wakeup accepts: [`ACCEPT_BATCH`] shared out
+    /// over the workers, so that each takes a few and they take turns.
+    batch: usize,
     open: AtomicUsize,
 }
 
@@ -40,17 +39,14 @@ impl Admission {
     pub fn new(max: usize, workers: usize) -> Self {
         Admission {
             max,
-            workers: workers.max(1),
+            batch: (ACCEPT_BATCH / workers.max(1)).max(1),
             open: AtomicUsize::new(0),
         }
     }
 
-    /// Whether a worker holding `mine` connections should watch the
-    /// listeners: there is room, and it holds no more than its share (and a
-    /// little), so the workers fill evenly.
-    pub fn may_accept(&self, mine: usize) -> bool {
-        let open = self.open.load(Ordering::Relaxed);
-        open < self.max && mine <= open / self.workers + BALANCE
+    /// Whether there is room for another connection: watch the listeners.
+    pub fn has_room(&self) -> bool {
+        self.open.load(Ordering::Relaxed) < self.max
     }
 
     /// Takes a place for one more connection; false when all are taken.
@@ -78,14 +74,11 @@ pub enum Trouble {
 }
 
 impl Worker {
-    /// Accepts up to [`ACCEPT_BATCH`] connections from `listener`, while
-    /// this worker has room and its share.
+    /// Accepts a batch of connections from `listener` (see [`Admission`]),
+    /// while this worker and the process have room.
     pub(super) fn accept_from(&mut self, listener: RawFd, now: Instant) {
-        for _ in 0..ACCEPT_BATCH {
-            if !self.echo.accepting()
-                || !self.admission.may_accept(self.echo.len())
-                || !self.admission.admit()
-            {
+        for _ in 0..self.admission.batch {
+            if !self.echo.accepting() || !self.admission.admit() {
                 return;
             }
             let e = match net::accept(listener) {

@@ -20,6 +20,7 @@ use super::accept::Admission;
 use super::plan::Plan;
 use super::setup::Sockets;
 use super::worker::{Start, Worker, order};
+use crate::daemon::announce;
 use crate::daemon::clock::Clock;
 use crate::daemon::signals::Signals;
 use crate::daemon::stats::{Stats, Totals};
@@ -28,6 +29,9 @@ use crate::sys::poll;
 
 /// How long the main thread waits for the workers' reports.
 const REPORT_WAIT: Duration = Duration::from_secs(1);
+
+/// How long a worker may take to build its machine.
+const START_WAIT: Duration = Duration::from_secs(60);
 
 /// A running worker, as the main thread sees it.
 struct Handle<'scope> {
@@ -43,6 +47,7 @@ pub fn run(plan: &Plan, sockets: Sockets, signals: &Signals) -> anyhow::Result<T
     let (exited, exit_notice) = UnixStream::pair().context("creating the wake pipe")?;
     exited.set_nonblocking(true)?;
     let (replies, reports) = mpsc::channel();
+    let (started, starts) = mpsc::channel();
     let admission = Arc::new(Admission::new(plan.max_conns, plan.threads));
     let listeners: Arc<[TcpListener]> = sockets.tcp.into();
     // Each UDP socket to one worker, round-robin.
@@ -66,7 +71,7 @@ pub fn run(plan: &Plan, sockets: Sockets, signals: &Signals) -> anyhow::Result<T
                 fd_capacity: sockets.fd_capacity,
             };
             let notice = exit_notice.try_clone()?;
-            let thread = spawn(scope, plan, start, notice)?;
+            let thread = spawn(scope, plan, start, started.clone(), notice)?;
             workers.push(Handle {
                 control,
                 thread,
@@ -75,6 +80,7 @@ pub fn run(plan: &Plan, sockets: Sockets, signals: &Signals) -> anyhow::Result<T
         }
         // The workers hold the listeners now: the last to stop closes them.
         drop(listeners);
+        drop(started);
         let mut main = Main {
             workers,
             reports: &reports,
@@ -83,16 +89,23 @@ pub fn run(plan: &Plan, sockets: Sockets, signals: &Signals) -> anyhow::Result<T
             clock: Clock::new(),
             stopping: false,
         };
+        if main.all_started(&starts) {
+            announce::listening(sockets.addrs);
+        } else {
+            main.stop_all();
+        }
         main.run(plan)
     })
 }
 
-/// Starts one worker: it builds its machine on its own thread, serves, and
-/// says it has ended (also on a panic) by writing its index to `notice`.
+/// Starts one worker: it builds its machine on its own thread, says
+/// whether that worked on `started`, serves, and says it has ended (also on
+/// a panic) by writing its index to `notice`.
 fn spawn<'scope>(
     scope: &'scope Scope<'scope, '_>,
     plan: &'scope Plan,
     start: Start,
+    started: mpsc::Sender<bool>,
     notice: UnixStream,
 ) -> anyhow::Result<ScopedJoinHandle<'scope, anyhow::Result<Totals>>> {
     let name = format!("select-{}", start.index);
@@ -100,7 +113,10 @@ fn spawn<'scope>(
     let index = start.index as u8;
     thread::spawn_with_stack_for::<Machine, _>(scope, &name, move || {
         let _notice = ExitNotice(notice, index);
-        Worker::new(start, plan)?.serve()
+        let worker = Worker::new(start, plan);
+        // The main thread waits for it; should it be gone, so is the process.
+        let _ = started.send(worker.is_ok());
+        worker?.serve()
     })
     .with_context(|| format!("starting thread {name}"))
 }
@@ -126,6 +142,19 @@ struct Main<'scope, 'a> {
 }
 
 impl Main<'_, '_> {
+    /// Waits for every worker to say it built its machine; false if one
+    /// could not (its error comes back when it is joined) or took too long.
+    fn all_started(&self, starts: &mpsc::Receiver<bool>) -> bool {
+        let deadline = std::time::Instant::now() + START_WAIT;
+        for _ in 0..self.workers.len() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if starts.recv_timeout(left) != Ok(true) {
+                return false;
+            }
+        }
+        true
+    }
+
     /// Until every worker has ended: signals, stats, workers ending.
     fn run(&mut self, plan: &Plan) -> anyhow::Result<Totals> {
         let mut stats = Stats::new(plan.stats_every, self.clock.now());

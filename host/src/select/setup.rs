@@ -11,27 +11,35 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::activation;
 use super::plan::{Plan, Source};
-use crate::daemon::announce;
 use crate::sys::net;
 
 /// The listening sockets, and how far descriptor numbers may reach.
 pub struct Sockets {
     pub tcp: Vec<TcpListener>,
     pub udp: Vec<UdpSocket>,
+    /// Each socket's address and protocol, to announce once serving.
+    pub addrs: Vec<(SocketAddr, &'static str)>,
     /// Every descriptor the process will hold is below this: the capacity
     /// of each `select` set.
     pub fd_capacity: usize,
 }
 
 /// Binds (or sorts the activated sockets), raises the soft descriptor
-/// limit to what the plan needs, prints `listening on ADDR (tcp|udp)` for
-/// each socket.
+/// limit to what the plan needs. The addresses are announced once every
+/// thread is ready to serve.
 pub fn start(plan: &Plan, source: Source) -> anyhow::Result<Sockets> {
     let (tcp, udp) = match source {
         Source::Bind(addrs) => bind_all(plan, &addrs)?,
         Source::Activated(sockets) => activation::split(sockets)?,
     };
-    let soft = net::raise_nofile(plan.descriptors as u64).context("raising RLIMIT_NOFILE")?;
+    let soft = match net::raise_nofile(plan.descriptors as u64) {
+        Ok(soft) => soft,
+        Err(e) => {
+            // Forbidden by a sandbox, say: serve within the limit there is.
+            warn!("cannot raise RLIMIT_NOFILE ({e})");
+            net::nofile_limits().map_or(1024, |(soft, _)| soft)
+        }
+    };
     if soft < plan.descriptors as u64 {
         warn!(
             "RLIMIT_NOFILE allows {soft} descriptors, fewer than the {} that {} connections need: \
@@ -50,7 +58,6 @@ pub fn start(plan: &Plan, source: Source) -> anyhow::Result<Sockets> {
     let tcp_addrs = tcp.iter().map(|l| l.local_addr().map(|a| (a, "tcp")));
     let udp_addrs = udp.iter().map(|s| s.local_addr().map(|a| (a, "udp")));
     let addrs = tcp_addrs.chain(udp_addrs).collect::<io::Result<Vec<_>>>()?;
-    announce::listening(addrs);
     info!(
         "select shell: {} thread(s), up to {} connections, {}-byte queues, idle timeout {}",
         plan.threads,
@@ -63,6 +70,7 @@ pub fn start(plan: &Plan, source: Source) -> anyhow::Result<Sockets> {
     Ok(Sockets {
         tcp,
         udp,
+        addrs,
         fd_capacity,
     })
 }

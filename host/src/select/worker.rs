@@ -249,7 +249,7 @@ impl Worker {
         if let Some(listeners) = &self.listeners
             && self.echo.accepting()
             && self.paused_until.is_none()
-            && self.admission.may_accept(self.echo.len())
+            && self.admission.has_room()
         {
             for listener in listeners.iter() {
                 watch_read(&mut watch.read, listener.as_raw_fd(), &mut end);

@@ -1,8 +1,8 @@
 //! What selecho's tests and benchmark share, in one place:
 //!
 //! - [`scenarios`]: the behaviour scenarios every driver runs (the core's
-//!   simulator, the select shell, the TUN shell), and [`tcp`], the client
-//!   side of them over real sockets;
+//!   simulator, the select shell, the TUN shell, the firmware), and [`tcp`]
+//!   and [`udp`], the client side of them over real sockets;
 //! - [`pattern`]: the position-addressed byte stream every echo is checked
 //!   against;
 //! - [`process`]: a server binary as a child process (`listening on`
@@ -16,6 +16,7 @@ pub mod process;
 pub mod procstat;
 pub mod scenarios;
 pub mod tcp;
+pub mod udp;
 
 /// `Command` for the `selecho` binary of the crate the calling test
 /// belongs to (`CARGO_BIN_EXE_selecho`, expanded in that crate).
@@ -24,4 +25,13 @@ macro_rules! selecho {
     () => {
         ::std::process::Command::new(env!("CARGO_BIN_EXE_selecho"))
     };
+}
+
+/// Says on the real stderr (past the harness's capture, so it is always
+/// seen) that the current test skips, and why.
+pub fn skip(reason: &str) {
+    use std::io::Write;
+    let thread = std::thread::current();
+    let name = thread.name().unwrap_or("a test");
+    let _ = writeln!(std::io::stderr(), "skipped {name}: {reason}");
 }

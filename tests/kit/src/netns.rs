@@ -8,7 +8,6 @@
 //! children are gone — on success, on panic, or if the test binary is
 //! killed. There is nothing to clean up.
 
-use std::io::Write;
 use std::process::Command;
 
 use crate::process::is_root;
@@ -48,7 +47,7 @@ pub fn enter_or_skip() -> bool {
     match enter_fresh() {
         Ok(()) => true,
         Err(reason) => {
-            skip(&reason);
+            crate::skip(&reason);
             false
         }
     }
@@ -59,14 +58,6 @@ pub fn test(test: impl FnOnce()) {
     if enter_or_skip() {
         test();
     }
-}
-
-/// Says on the real stderr (past the harness's capture, so it is always
-/// seen) that the current test skips, and why.
-pub fn skip(reason: &str) {
-    let thread = std::thread::current();
-    let name = thread.name().unwrap_or("a test");
-    let _ = writeln!(std::io::stderr(), "skipped {name}: {reason}");
 }
 
 /// Runs `ip ARGS` in this thread's namespace; panics if it fails.
