@@ -70,8 +70,11 @@ pub struct Worker {
     clock: Clock,
     control: UnixStream,
     replies: mpsc::Sender<(usize, Totals)>,
-    /// `None` once stopping.
-    pub(super) listeners: Option<Arc<[TcpListener]>>,
+    /// Holds the shared listeners open; `None` once stopping.
+    listeners: Option<Arc<[TcpListener]>>,
+    /// Their descriptors, for the loop (no shared count touched per
+    /// round); empty once stopping.
+    listener_fds: Vec<RawFd>,
     pub(super) admission: Arc<Admission>,
     /// The connection on each descriptor below the sets' capacity.
     pub(super) by_fd: Vec<Option<ConnId>>,
@@ -105,6 +108,7 @@ impl Worker {
             clock: Clock::new(),
             control: start.control,
             replies: start.replies,
+            listener_fds: start.listeners.iter().map(AsRawFd::as_raw_fd).collect(),
             listeners: Some(start.listeners),
             admission: start.admission,
             by_fd: vec![None; capacity],
@@ -173,12 +177,10 @@ impl Worker {
             let readable = watch.read.contains(fd) && !stopping;
             udp.serve(readable, watch.write.contains(fd), now);
         }
-        let Some(listeners) = self.listeners.clone() else {
-            return;
-        };
-        for listener in listeners.iter() {
-            if watch.read.contains(listener.as_raw_fd()) {
-                self.accept_from(listener.as_raw_fd(), now);
+        for i in 0..self.listener_fds.len() {
+            let fd = self.listener_fds[i];
+            if watch.read.contains(fd) {
+                self.accept_from(fd, now);
             }
         }
     }
@@ -246,13 +248,9 @@ impl Worker {
         if self.paused_until.is_some_and(|until| until <= now) {
             self.paused_until = None;
         }
-        if let Some(listeners) = &self.listeners
-            && self.echo.accepting()
-            && self.paused_until.is_none()
-            && self.admission.has_room()
-        {
-            for listener in listeners.iter() {
-                watch_read(&mut watch.read, listener.as_raw_fd(), &mut end);
+        if self.echo.accepting() && self.paused_until.is_none() && self.admission.has_room() {
+            for &fd in &self.listener_fds {
+                watch_read(&mut watch.read, fd, &mut end);
             }
         }
         for udp in &self.udp {
@@ -390,6 +388,7 @@ impl Worker {
         if !self.stop.begin(now, self.echo.len()) {
             return;
         }
+        self.listener_fds.clear();
         self.listeners = None;
         self.echo.begin_shutdown();
     }
