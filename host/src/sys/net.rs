@@ -34,12 +34,11 @@ pub fn select(
     });
     let nfds = nfds.min(read.capacity()).min(write.capacity());
     let nfds = libc::c_int::try_from(nfds).unwrap_or(libc::c_int::MAX);
-    // A retry after EINTR starts again from the sets asked for (POSIX leaves
-    // them undefined after an error); Linux counts the timeout down in `tv`.
-    let (want_read, want_write) = (read.clone(), write.clone());
+    // A retry after EINTR starts from the sets asked for: Linux writes the
+    // sets back only when select succeeds (fs/select.c copies the results
+    // out after a non-negative return), and counts the timeout down in
+    // `tv`. (POSIX leaves them undefined after an error; this is Linux's.)
     let n = syscall(|| {
-        read.clone_from(&want_read);
-        write.clone_from(&want_write);
         let tv_ptr = tv
             .as_mut()
             .map_or(ptr::null_mut(), |tv| tv as *mut libc::timeval);
