@@ -13,7 +13,7 @@ use std::ptr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use socket2::{SockAddr, Socket};
+use socket2::{SockAddr, SockAddrStorage, Socket};
 
 use super::fdset::FdSet;
 use super::syscall;
@@ -194,33 +194,53 @@ pub fn raise_nofile(wanted: u64) -> io::Result<u64> {
     Ok(limit.rlim_cur)
 }
 
-/// Receives one datagram into `buf`: its real length (`MSG_TRUNC`: more
-/// than `buf.len()` if it did not fit, and then cut short) and its sender.
-pub fn recv_from(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-    // SAFETY: `try_init` hands over zeroed storage for a socket address and
-    // its length, and trusts the closure to write at most that length into
-    // it, which recvfrom does (and leaves both alone when it fails).
-    let (n, from) = unsafe {
-        SockAddr::try_init(|storage, len| {
-            syscall(|| {
-                // SAFETY: `buf` is valid for writes of `buf.len()` bytes for
-                // the whole call (MSG_TRUNC changes only the length
-                // returned); `storage` and `len` are the live storage above.
-                libc::recvfrom(
-                    fd,
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    libc::MSG_TRUNC,
-                    storage.cast(),
-                    len,
-                )
-            })
-        })
-    }?;
-    let from = from
-        .as_socket()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an IP sender"))?;
-    Ok((n as usize, from))
+/// Receives up to two datagrams, into `first` and then `second`, in one
+/// call (`recvmmsg`): for each, its real length (`MSG_TRUNC`: more than the
+/// buffer's if it did not fit, and then cut short) and its sender. Fewer
+/// than two means the socket had no more waiting; none is `WouldBlock`.
+pub fn recv_two(
+    fd: RawFd,
+    first: &mut [u8],
+    second: &mut [u8],
+) -> io::Result<[Option<(usize, SocketAddr)>; 2]> {
+    let mut from = [SockAddrStorage::zeroed(), SockAddrStorage::zeroed()];
+    let mut iov = [first, second].map(|buf| libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    });
+    // SAFETY: mmsghdr is plain old data; all-zero is a valid value.
+    let mut msgs: [libc::mmsghdr; 2] = unsafe { mem::zeroed() };
+    for ((msg, iov), from) in msgs.iter_mut().zip(&mut iov).zip(&mut from) {
+        msg.msg_hdr.msg_namelen = from.size_of();
+        // `SockAddrStorage` is a transparent `sockaddr_storage`.
+        msg.msg_hdr.msg_name = (from as *mut SockAddrStorage).cast();
+        msg.msg_hdr.msg_iov = iov;
+        msg.msg_hdr.msg_iovlen = 1;
+    }
+    let n = syscall(|| {
+        // SAFETY: each mmsghdr names a live iovec over its buffer (valid for
+        // writes of its length) and a live address storage of the length
+        // given, all alive for the call; the kernel writes within them.
+        unsafe {
+            libc::recvmmsg(
+                fd,
+                msgs.as_mut_ptr(),
+                2,
+                libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+                ptr::null_mut(),
+            )
+        }
+    })?;
+    let mut got = [None, None];
+    for (i, (msg, from)) in msgs.iter().zip(from).enumerate().take(n as usize) {
+        // SAFETY: the kernel filled in `msg_namelen` bytes of the address.
+        let addr = unsafe { SockAddr::new(from, msg.msg_hdr.msg_namelen) };
+        let sender = addr
+            .as_socket()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an IP sender"))?;
+        got[i] = Some((msg.msg_len as usize, sender));
+    }
+    Ok(got)
 }
 
 /// Sends `buf` as one datagram to `to`, without blocking.
