@@ -522,6 +522,10 @@ impl<H: Copy, const N: usize, const Q: usize> Echo<H, N, Q> {
     /// When to call [`handle_timeout`](Self::handle_timeout) next; `None`:
     /// only events can make work. A shell sleeps until then or until I/O.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        // No timer can be running: spare the walk over the table.
+        if self.config.idle_timeout.is_none() && !self.shutting_down {
+            return None;
+        }
         let (idle, quiet) = (self.config.idle_timeout, self.config.quiet_period);
         let mut earliest: Option<Instant> = None;
         for (meta, queue) in self.meta[..usize::from(self.fresh)]
