@@ -88,7 +88,7 @@
 //! the handles came from, and never remove those sockets from it.
 
 mod counters;
-mod guard;
+pub mod guard;
 mod room;
 mod udp;
 

@@ -42,10 +42,14 @@ pub enum Command {
 /// `selecho [--listen ADDR]... [--threads N] [--max-conns N] ...`
 #[derive(Debug, Args)]
 pub struct SelectArgs {
-    /// Address to listen on, TCP and UDP on the same port (IPv4 or
-    /// [IPv6]:port; port 0 picks a free one). Repeat for several
-    /// [default: 127.0.0.1:7007, or the sockets socket activation hands over].
-    #[arg(long = "listen", value_name = "ADDR")]
+    // The help as a string: rustdoc would take `[IPv6]` for a link.
+    #[arg(
+        long = "listen",
+        value_name = "ADDR",
+        help = "Address to listen on, TCP and UDP on the same port (IPv4, or [IPv6]:port; \
+                port 0 picks a free one). Repeat for several [default: 127.0.0.1:7007, or \
+                the sockets socket activation hands over]"
+    )]
     pub listen: Vec<SocketAddr>,
     /// select() loops, one per thread, each serving up to 1024 connections.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
