@@ -15,7 +15,7 @@ use cortex_m_rt::entry;
 use lan9118::{FRAME_LEN, Int};
 use selecho_core::sim::{ClientState, Sim};
 use selecho_core::smoltcp::SmolEcho;
-use selecho_core::{Config, Duration, Instant};
+use selecho_core::{Config, Duration, Instant, RateLimit};
 use smoltcp::iface::{Interface, SocketStorage};
 
 use selecho_firmware::args::{ArgError, Flag, Settings, parse_seconds};
@@ -114,6 +114,7 @@ fn args_defaults_and_flags(_: &mut Mps2) -> Outcome {
     check_eq!(defaults.ports.as_slice(), [7007].as_slice());
     check_eq!(defaults.max_conns, 8);
     check!(defaults.idle_timeout.is_none());
+    check_eq!(defaults.udp_limit, Some(RateLimit::DEFAULT));
 
     let args = [
         "--address",
@@ -130,6 +131,10 @@ fn args_defaults_and_flags(_: &mut Mps2) -> Outcome {
         "3",
         "--idle-timeout",
         "0.3",
+        "--udp-rate",
+        "5",
+        "--udp-burst",
+        "2",
     ];
     let s = Settings::parse(args, 8).map_err(|_| Failure { line: line!() })?;
     check_eq!(s.address.octets(), [192, 168, 7, 9]);
@@ -137,8 +142,23 @@ fn args_defaults_and_flags(_: &mut Mps2) -> Outcome {
     check_eq!(s.ports.as_slice(), [7, 7007].as_slice());
     check_eq!(s.max_conns, 3);
     check!(s.idle_timeout == Some(Duration::from_millis(300)));
-    let none = Settings::parse(["--gateway", "none", "--idle-timeout", "0"], 8);
-    check!(none.is_ok_and(|s| s.gateway.is_none() && s.idle_timeout.is_none()));
+    check_eq!(s.udp_limit, Some(RateLimit::per_second(5, 2)));
+    let none = Settings::parse(
+        [
+            "--gateway",
+            "none",
+            "--idle-timeout",
+            "0",
+            "--udp-rate",
+            "0",
+        ],
+        8,
+    );
+    check!(
+        none.is_ok_and(|s| s.gateway.is_none()
+            && s.idle_timeout.is_none()
+            && s.udp_limit.is_none())
+    );
     Ok(())
 }
 
@@ -156,6 +176,9 @@ fn args_refusals(_: &mut Mps2) -> Outcome {
     check!(refused(&["--address", "224.0.0.1/8"]) == Some(ArgError::BadValue(Flag::Address)));
     check!(refused(&["--gateway", "10.88.1.1"]) == Some(ArgError::GatewayOffLink));
     check!(refused(&["--idle-timeout", "-1"]) == Some(ArgError::BadValue(Flag::IdleTimeout)));
+    check!(refused(&["--udp-rate", "x"]) == Some(ArgError::BadValue(Flag::UdpRate)));
+    check!(refused(&["--udp-rate", "4294967296"]) == Some(ArgError::BadValue(Flag::UdpRate)));
+    check!(refused(&["--udp-burst", "0"]) == Some(ArgError::BadValue(Flag::UdpBurst)));
     let five = [
         "--port", "1", "--port", "2", "--port", "3", "--port", "4", "--port", "5",
     ];
