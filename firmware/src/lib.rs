@@ -4,6 +4,7 @@
 //! - [`server`]: the serving loop on any board that provides a smoltcp
 //!   device, a clock and a sleep ([`server::Board`]); the memory it uses
 //!   ([`server::Statics`]) is the binary's to place.
+//! - [`fragments`]: IPv4 fragments dropped before smoltcp, and counted.
 //! - [`board`]: the mps2-an385 (LAN9118, SysTick, `wfi`).
 //! - [`args`]: the command line `firmware/run` passes through semihosting.
 //! - [`clock`]: microseconds from a wrapping hardware counter.
@@ -18,6 +19,7 @@ pub mod args;
 pub mod board;
 pub mod clock;
 pub mod config;
+pub mod fragments;
 pub mod server;
 
 use defmt_semihosting as _;

@@ -10,19 +10,25 @@
 #![no_main]
 
 use core::mem::size_of;
+use core::net::Ipv4Addr;
 
 use cortex_m_rt::entry;
 use lan9118::{FRAME_LEN, Int};
 use selecho_core::sim::{ClientState, Sim};
 use selecho_core::smoltcp::SmolEcho;
-use selecho_core::{Config, Duration, Instant, RateLimit};
+use selecho_core::{Config, DatagramConfig, DatagramCounters, Duration, Instant, RateLimit};
 use smoltcp::iface::{Interface, SocketStorage};
+use smoltcp::phy::ChecksumCapabilities;
+use smoltcp::wire::{
+    EthernetAddress, EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, Ipv4Repr,
+};
 
 use selecho_firmware::args::{ArgError, Flag, Settings, parse_seconds};
 use selecho_firmware::board::{MAX_SLEEP, Mps2};
 use selecho_firmware::clock::Clock;
 use selecho_firmware::config::{FirmwareStatics, QUEUE, SLOTS, SOCKET_RX, SOCKET_TX};
 use selecho_firmware::exit;
+use selecho_firmware::fragments::{Counts, Screen};
 use selecho_firmware::server::{Board, table_bytes_per_connection};
 
 /// Where a test failed.
@@ -79,6 +85,10 @@ const TESTS: &[(&str, Test)] = &[
     ("machine: half-close drains", machine_half_close_drains),
     ("machine: idle timeout", machine_idle_timeout),
     ("machine: full table", machine_full_table),
+    (
+        "fragments: dropped and counted",
+        fragments_dropped_and_counted,
+    ),
     ("sizes: table per connection", sizes_table_per_connection),
     ("sizes: stack high-water mark", sizes_stack_high_water),
 ];
@@ -383,6 +393,148 @@ fn machine_full_table(_: &mut Mps2) -> Outcome {
     check!(sim.drive().is_ok());
     check_eq!(sim.state(a), ClientState::Eof);
     check_eq!(sim.state(c), ClientState::Open);
+    Ok(())
+}
+
+/// The firmware's address in [`fragments_dropped_and_counted`], and a peer's.
+const US: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 2);
+const PEER: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 1);
+
+/// An Ethernet frame to [`US`] of an IPv4 packet from `src` of protocol
+/// `ip`, at fragment offset `offset` with more fragments (or not),
+/// carrying `payload`.
+fn ipv4_frame<'b>(
+    buf: &'b mut [u8],
+    src: Ipv4Addr,
+    ip: IpProtocol,
+    offset: u16,
+    more: bool,
+    payload: &[u8],
+) -> &'b [u8] {
+    let len = 14 + 20 + payload.len();
+    let mut frame = EthernetFrame::new_unchecked(&mut buf[..len]);
+    frame.set_dst_addr(EthernetAddress([0x02, 0, 0, 0, 0, 2]));
+    frame.set_src_addr(EthernetAddress([0x02, 0, 0, 0, 0, 1]));
+    frame.set_ethertype(EthernetProtocol::Ipv4);
+    let repr = Ipv4Repr {
+        src_addr: src,
+        dst_addr: US,
+        next_header: ip,
+        payload_len: payload.len(),
+        hop_limit: 64,
+    };
+    let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
+    repr.emit(&mut packet, &ChecksumCapabilities::default());
+    packet.set_more_frags(more);
+    packet.set_frag_offset(offset);
+    packet.fill_checksum();
+    packet.payload_mut().copy_from_slice(payload);
+    &buf[..len]
+}
+
+/// The start of a UDP datagram of 3000 bytes from port `from` to port `to`
+/// (checksum 0: none), as its first fragment carries it.
+fn udp_head(from: u16, to: u16) -> [u8; 16] {
+    let mut head = [0x5a; 16];
+    head[..2].copy_from_slice(&from.to_be_bytes());
+    head[2..4].copy_from_slice(&to.to_be_bytes());
+    head[4..6].copy_from_slice(&3008u16.to_be_bytes());
+    head[6..8].copy_from_slice(&[0, 0]);
+    head
+}
+
+fn fragments_dropped_and_counted(_: &mut Mps2) -> Outcome {
+    let own = DatagramConfig::new().with_own_ports([7007, 9, 0, 0]);
+    let mut screen = Screen::new(US, &[7007, 9], own);
+    let mut buf = [0; 128];
+    let udp = IpProtocol::Udp;
+    // Whole packets, and what is not IPv4 or does not parse, pass.
+    check!(screen.admit(ipv4_frame(
+        &mut buf,
+        PEER,
+        udp,
+        0,
+        false,
+        &udp_head(5000, 7007)[..8]
+    )));
+    check!(screen.admit(ipv4_frame(
+        &mut buf,
+        PEER,
+        IpProtocol::Tcp,
+        0,
+        false,
+        &[0; 20]
+    )));
+    check!(screen.admit(&[0xff; 42]));
+    check!(screen.admit(&[0; 10]));
+    check_eq!(*screen.counts(), Counts::default());
+    // The UDP packet among them was seen, once.
+    check!(screen.take_udp());
+    check!(!screen.take_udp());
+    // A first fragment for a port of ours is a datagram too long.
+    check!(!screen.admit(ipv4_frame(
+        &mut buf,
+        PEER,
+        udp,
+        0,
+        true,
+        &udp_head(5000, 7007)
+    )));
+    // From a loop port, or an own port: one never answered.
+    check!(!screen.admit(ipv4_frame(&mut buf, PEER, udp, 0, true, &udp_head(19, 9))));
+    check!(!screen.admit(ipv4_frame(&mut buf, PEER, udp, 0, true, &udp_head(7007, 9))));
+    // Later fragments, fragments for other ports, of TCP, with a bad
+    // header checksum, or from a source that is not unicast: fragments only.
+    check!(!screen.admit(ipv4_frame(
+        &mut buf,
+        PEER,
+        udp,
+        1480,
+        true,
+        &udp_head(5000, 7007)
+    )));
+    check!(!screen.admit(ipv4_frame(&mut buf, PEER, udp, 2960, false, &[1; 40])));
+    check!(!screen.admit(ipv4_frame(
+        &mut buf,
+        PEER,
+        udp,
+        0,
+        true,
+        &udp_head(5000, 53)
+    )));
+    check!(!screen.admit(ipv4_frame(
+        &mut buf,
+        PEER,
+        IpProtocol::Tcp,
+        0,
+        true,
+        &[0; 24]
+    )));
+    let bad = ipv4_frame(&mut buf, PEER, udp, 0, true, &udp_head(5000, 7007));
+    let mut corrupt = [0; 128];
+    corrupt[..bad.len()].copy_from_slice(bad);
+    corrupt[14 + 10] ^= 0xff;
+    check!(!screen.admit(&corrupt[..bad.len()]));
+    let from_broadcast = Ipv4Addr::BROADCAST;
+    check!(!screen.admit(ipv4_frame(
+        &mut buf,
+        from_broadcast,
+        udp,
+        0,
+        true,
+        &udp_head(5000, 7007)
+    )));
+    let counts = screen.counts();
+    check_eq!(counts.fragments, 9);
+    let udp = DatagramCounters {
+        received: 3,
+        dropped_truncated: 1,
+        dropped_loop: 2,
+        ..DatagramCounters::default()
+    };
+    check_eq!(counts.udp, udp);
+    // No whole UDP packet among the fragments.
+    check!(!screen.take_udp());
     Ok(())
 }
 
