@@ -19,6 +19,7 @@ use selecho_core::smoltcp::SmolEcho;
 use selecho_core::{Config, DatagramConfig, DatagramCounters, Duration, Instant, RateLimit};
 use smoltcp::iface::{Interface, SocketStorage};
 use smoltcp::phy::ChecksumCapabilities;
+use smoltcp::socket::udp;
 use smoltcp::wire::{
     EthernetAddress, EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, Ipv4Repr,
 };
@@ -26,10 +27,10 @@ use smoltcp::wire::{
 use selecho_firmware::args::{ArgError, Flag, Settings, parse_seconds};
 use selecho_firmware::board::{MAX_SLEEP, Mps2};
 use selecho_firmware::clock::Clock;
-use selecho_firmware::config::{FirmwareStatics, QUEUE, SLOTS, SOCKET_RX, SOCKET_TX};
+use selecho_firmware::config::{FirmwareStatics, QUEUE, SLOTS, SOCKET_RX, SOCKET_TX, UDP_BUFFER};
 use selecho_firmware::exit;
-use selecho_firmware::fragments::{Counts, Screen};
-use selecho_firmware::server::{Board, table_bytes_per_connection};
+use selecho_firmware::fragments::{Counts, MAX_DATAGRAM, Screen};
+use selecho_firmware::server::{Board, UdpEcho, table_bytes_per_connection};
 
 /// Where a test failed.
 struct Failure {
@@ -554,6 +555,16 @@ fn sizes_table_per_connection(_: &mut Mps2) -> Outcome {
         size_of::<SmolEcho<SLOTS, QUEUE>>(),
         size_of::<Interface>(),
         2 * FRAME_LEN
+    );
+    defmt::info!(
+        "per UDP port: machine and adapter {} bytes (queue {}), socket buffers {} + {}, packet records {} + {}, smoltcp socket {}",
+        size_of::<UdpEcho<UDP_BUFFER>>(),
+        UDP_BUFFER,
+        MAX_DATAGRAM,
+        UDP_BUFFER,
+        size_of::<udp::PacketMetadata>(),
+        8 * size_of::<udp::PacketMetadata>(),
+        size_of::<SocketStorage<'static>>()
     );
     check!(table <= 64);
     Ok(())
