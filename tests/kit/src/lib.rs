@@ -1,8 +1,8 @@
 //! What selecho's tests and benchmark share, in one place:
 //!
 //! - [`scenarios`]: the behaviour scenarios every driver runs (the core's
-//!   simulator, the select shell, the TUN shell), and [`tcp`], the client
-//!   side of them over real sockets;
+//!   simulator, the select shell, the TUN shell, the firmware), and
+//!   [`tcp`] and [`udp`], the client side of them over real sockets;
 //! - [`pattern`]: the position-addressed byte stream every echo is checked
 //!   against;
 //! - [`process`]: a server binary as a child process (`listening on`
@@ -16,6 +16,7 @@ pub mod process;
 pub mod procstat;
 pub mod scenarios;
 pub mod tcp;
+pub mod udp;
 
 /// `Command` for the `selecho` binary of the crate the calling test
 /// belongs to (`CARGO_BIN_EXE_selecho`, expanded in that crate).
