@@ -1,8 +1,9 @@
-//! End-to-end tests of the firmware: the echo machine built for the
+//! End-to-end tests of the firmware: the echo machines built for the
 //! Cortex-M3, booted on QEMU's mps2-an385 by `firmware/run`, reached over
-//! a TAP device by the kernel's TCP — the shared scenarios as a fourth
-//! driver, plus what only the firmware has (idle cost, footprint, the
-//! on-target tests, `firmware/run` itself).
+//! a TAP device by the kernel's TCP and UDP — the shared scenarios (TCP
+//! and UDP) as a fourth driver, plus what only the firmware has (the
+//! largest datagram, idle cost, footprint, the on-target tests,
+//! `firmware/run` itself).
 //!
 //! Each test that boots the firmware creates a network namespace of its
 //! own (`ip netns add`), moves its thread into it (`setns`) and runs
@@ -21,7 +22,7 @@
 
 use std::fs::File;
 use std::io::{ErrorKind, Write};
-use std::net::TcpStream;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -32,11 +33,13 @@ use std::time::{Duration, Instant};
 
 use selecho_testkit::netns::{self, ip};
 use selecho_testkit::pattern::bytes as pattern;
-use selecho_testkit::process::{ServerProcess, assert_usage_error, run_to_end};
+use selecho_testkit::process::{ServerProcess, assert_usage_error, counter, run_to_end};
 use selecho_testkit::procstat;
-use selecho_testkit::scenario_tests;
+use selecho_testkit::scenarios::udp::DatagramSetup;
 use selecho_testkit::scenarios::{self, End, Server, assert_bytes};
 use selecho_testkit::tcp::{BOUND, TcpServer, try_connect};
+use selecho_testkit::udp::{KernelUdp, rate_args};
+use selecho_testkit::{scenario_tests, udp_scenario_tests};
 
 /// How long `firmware/run` may take to say `listening on` (the firmware is
 /// built before the first test starts it).
@@ -44,6 +47,14 @@ const STARTUP: Duration = Duration::from_secs(60);
 
 /// The flash the firmware must fit in (text + data), and what it aims for.
 const FLASH_FLOOR: u64 = 64 * 1024;
+
+/// The largest datagram the firmware echoes: one Ethernet frame's worth
+/// (it reassembles no IPv4 fragments).
+const MAX_DATAGRAM: usize = 1472;
+
+/// The addresses of the host's side of the TAP: `firmware/run`'s default
+/// `--host-address`, and one more for scenarios that want two source hosts.
+const HOSTS: [Ipv4Addr; 2] = [Ipv4Addr::new(10, 88, 0, 1), Ipv4Addr::new(10, 88, 0, 3)];
 
 /// The firmware's workspace.
 fn firmware_dir() -> PathBuf {
@@ -246,9 +257,10 @@ struct Firmware {
 }
 
 impl Firmware {
-    /// Boots the firmware with `args` for `firmware/run`; `None` (after
-    /// saying why) where it cannot run.
-    fn start(args: &[&str], listeners: usize) -> Option<Firmware> {
+    /// Boots the firmware with `args` for `firmware/run`, serving `ports`
+    /// ports (a `listening on` line each for TCP and for UDP); `None`
+    /// (after saying why) where it cannot run.
+    fn start(args: &[&str], ports: usize) -> Option<Firmware> {
         if let Some(reason) = unsupported() {
             skip(&reason);
             return None;
@@ -258,11 +270,29 @@ impl Firmware {
         let mut cmd = Command::new(firmware_dir().join("run"));
         cmd.args(["--netns", &ns.name]).args(args);
         let process =
-            ServerProcess::spawn(cmd, listeners, STARTUP).unwrap_or_else(|e| panic!("{e}"));
-        Some(Firmware {
-            tcp: TcpServer::new(process),
-            ns,
-        })
+            ServerProcess::spawn(cmd, 2 * ports, STARTUP).unwrap_or_else(|e| panic!("{e}"));
+        let mut tcp = TcpServer::new(process);
+        tcp.addr = tcp.process.addr_of("tcp").expect("a TCP listener");
+        Some(Firmware { tcp, ns })
+    }
+
+    /// The first UDP address.
+    fn udp_addr(&self) -> SocketAddr {
+        self.tcp.process.addr_of("udp").expect("a UDP listener")
+    }
+
+    /// The firmware's next `stats:` log line for which `done` holds;
+    /// panics if none comes within [`BOUND`].
+    fn stats_until(&mut self, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + BOUND;
+        loop {
+            let line = self.tcp.process.log_line("stats: ", deadline);
+            match line {
+                Some(line) if done(&line) => return line,
+                Some(_) => {}
+                None => panic!("no such stats line within {BOUND:?}"),
+            }
+        }
     }
 
     /// QEMU's process id (`firmware/run` and the log decoder run in the
@@ -335,17 +365,135 @@ fn start(setup: scenarios::Setup) -> Option<Firmware> {
 
 scenario_tests!(start, big = 1 << 20);
 
+/// The firmware's UDP echo, reached from the host's side of the TAP.
+type FirmwareUdp = KernelUdp<Firmware>;
+
+/// The firmware with the scenario's rate limit, and a second host address
+/// on the TAP.
+fn start_udp(setup: DatagramSetup) -> Option<FirmwareUdp> {
+    let args = rate_args(setup);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let fw = Firmware::start(&args, 1)?;
+    ip(&["addr", "add", &format!("{}/24", HOSTS[1]), "dev", "fwtap0"]);
+    Some(KernelUdp {
+        addr: fw.udp_addr(),
+        guard: fw,
+        hosts: HOSTS.map(IpAddr::V4).to_vec(),
+        max_datagram: MAX_DATAGRAM,
+    })
+}
+
+udp_scenario_tests!(start_udp);
+
+/// Sends `tag` from `client` until its echo comes back (QEMU's LAN9118
+/// drops frames past its FIFO, about six full ones: a datagram right after
+/// many fragments may be lost), each try marked; every echo read must be
+/// one of them. Returns the tries.
+fn sentinel(client: &UdpSocket, to: SocketAddr, tag: &str) -> usize {
+    let mut buf = vec![0; 70_000];
+    let deadline = Instant::now() + BOUND;
+    client
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("a time-out");
+    for tries in 1.. {
+        assert!(
+            Instant::now() < deadline,
+            "no echo of {tag} within {BOUND:?}"
+        );
+        client
+            .send_to(format!("{tag} #{tries}").as_bytes(), to)
+            .expect("send");
+        match client.recv(&mut buf) {
+            Ok(n) => {
+                let got = String::from_utf8_lossy(&buf[..n]);
+                assert!(got.starts_with(tag), "an echo other than {tag}: {n} bytes");
+                client.set_read_timeout(Some(BOUND)).expect("a time-out");
+                return tries;
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) => panic!("recv: {e}"),
+        }
+    }
+    unreachable!("the loop returns or fails")
+}
+
+/// 1472 bytes (one Ethernet frame's worth) is the largest datagram echoed;
+/// one byte more, and the largest there is, arrive as IPv4 fragments,
+/// which the firmware drops and counts, never echoing a part of one.
+#[test]
+fn udp_the_largest_datagram_is_1472_bytes_and_larger_are_dropped_and_counted() {
+    let Some(mut fw) = Firmware::start(&["--udp-rate", "0"], 1) else {
+        return;
+    };
+    let to = fw.udp_addr();
+    let client = UdpSocket::bind(SocketAddr::new(IpAddr::V4(HOSTS[0]), 0)).expect("a client");
+    client.set_read_timeout(Some(BOUND)).expect("a time-out");
+    let mut buf = vec![0; 70_000];
+    for size in [MAX_DATAGRAM - 1, MAX_DATAGRAM] {
+        let data = pattern(size as u64, size);
+        client.send_to(&data, to).expect("send");
+        let n = client.recv(&mut buf).expect("the echo");
+        assert_bytes(&buf[..n], &data, &format!("echo of {size} bytes"));
+    }
+    let over = [MAX_DATAGRAM + 1, 2000, 8972, 65_507];
+    let mut sentinels = 0;
+    for size in over {
+        client
+            .send_to(&pattern(size as u64, size), to)
+            .expect("send");
+        sentinels += sentinel(&client, to, &format!("after {size}"));
+    }
+    let stats = fw.stats_until(|line| counter(line, "udp_dropped_truncated") == over.len() as u64);
+    note(&format!("firmware {stats}"));
+    let echoed = counter(&stats, "udp_echoed");
+    assert!(
+        (2 + over.len() as u64..=2 + sentinels as u64).contains(&echoed),
+        "{stats}"
+    );
+    assert_eq!(
+        counter(&stats, "udp_received"),
+        echoed + over.len() as u64,
+        "{stats}"
+    );
+    // Each was 2, 2, 7 and 45 fragments; QEMU's LAN9118 may have dropped
+    // some of the later ones before the firmware saw them.
+    let fragments = counter(&stats, "pkt_fragments_dropped");
+    assert!((over.len() as u64..=56).contains(&fragments), "{stats}");
+}
+
 #[test]
 fn two_ports_each_echo() {
     let Some(mut fw) = Firmware::start(&["--port", "7", "--port", "7007"], 2) else {
         return;
     };
-    let addrs = fw.tcp.process.addrs.clone();
+    let listening: Vec<String> = fw
+        .tcp
+        .process
+        .addrs
+        .iter()
+        .zip(&fw.tcp.process.protocols)
+        .map(|(addr, protocol)| format!("{addr} ({protocol})"))
+        .collect();
     assert_eq!(
-        addrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        ["10.88.0.2:7", "10.88.0.2:7007"]
+        listening,
+        [
+            "10.88.0.2:7 (tcp)",
+            "10.88.0.2:7007 (tcp)",
+            "10.88.0.2:7 (udp)",
+            "10.88.0.2:7007 (udp)"
+        ]
     );
-    for addr in addrs {
+    let client = UdpSocket::bind(SocketAddr::new(IpAddr::V4(HOSTS[0]), 0)).expect("a client");
+    client.set_read_timeout(Some(BOUND)).expect("a time-out");
+    for to in fw.tcp.process.addrs_of("udp") {
+        let data = pattern(u64::from(to.port()), 1000);
+        client.send_to(&data, to).expect("send");
+        let mut buf = [0; 2000];
+        let (n, from) = client.recv_from(&mut buf).expect("the echo");
+        assert_eq!(from, to);
+        assert_bytes(&buf[..n], &data, &format!("UDP echo on {to}"));
+    }
+    for addr in fw.tcp.process.addrs_of("tcp") {
         fw.tcp.addr = addr;
         let mut conn = fw.connect();
         let data = pattern(u64::from(addr.port()), 100_000);
@@ -377,6 +525,14 @@ fn idle_firmware_costs_qemu_almost_no_cpu() {
     let mut conn = fw.connect();
     let msg = pattern(4, 1000);
     assert_bytes(&fw.exchange(&mut conn, &msg), &msg, "one echo");
+    let udp = UdpSocket::bind(SocketAddr::new(IpAddr::V4(HOSTS[0]), 0)).expect("a client");
+    udp.set_read_timeout(Some(BOUND)).expect("a time-out");
+    udp.send_to(&msg, fw.udp_addr()).expect("send");
+    let mut buf = [0; 2000];
+    let n = udp.recv(&mut buf).expect("the UDP echo");
+    assert_bytes(&buf[..n], &msg, "one UDP echo");
+    // Its stats line, so that no line is still to come in the window.
+    fw.stats_until(|line| counter(line, "udp_echoed") == 1);
     let qemu = fw.qemu_pid().to_string();
     let before = procstat::cpu_time(&qemu).expect("QEMU's CPU time");
     // An observation window, not a wait for an event.
@@ -384,7 +540,7 @@ fn idle_firmware_costs_qemu_almost_no_cpu() {
     thread::sleep(window);
     let used = procstat::cpu_time(&qemu).expect("QEMU's CPU time") - before;
     note(&format!(
-        "idle QEMU used {used:?} of CPU in {window:?}, one connection open"
+        "idle QEMU used {used:?} of CPU in {window:?}, one connection open, after a UDP echo"
     ));
     assert!(
         used < Duration::from_millis(150),
@@ -446,6 +602,7 @@ fn bad_usage_exits_2() {
     assert_usage_error(run().arg("--verbose"), "unknown argument '--verbose'");
     assert_usage_error(run().arg("--port"), "--port needs a value");
     assert_usage_error(run().args(["--port", "x"]), "'--port'");
+    assert_usage_error(run().args(["--udp-rate", "-1"]), "'--udp-rate'");
     assert_usage_error(run().args(["--address", "10.88.0.2"]), "ADDRESS/PREFIX");
     assert_usage_error(
         run().args(["--ifname", "a-name-far-too-long"]),

@@ -21,7 +21,7 @@ use selecho_testkit::tcp::{
     BOUND, TcpServer, half_closed_client_at_sigterm, signals_other_than_stop_keep_serving,
     stats_count_an_echo, try_connect, urgent_byte_is_echoed_in_line, wait_until_refused,
 };
-use selecho_testkit::udp::{UdpServer, rate_args};
+use selecho_testkit::udp::{KernelUdp, rate_args};
 use selecho_testkit::{scenario_tests, selecho, udp_scenario_tests};
 
 /// `selecho --listen 127.0.0.1:0` with the scenario's settings.
@@ -43,11 +43,17 @@ scenario_tests!(start, big = 1 << 20);
 
 /// `selecho --listen 127.0.0.1:0` with the scenario's UDP rate limit,
 /// reached from 127.0.0.1 and 127.0.0.2 (all of 127/8 is loopback).
-fn start_udp(setup: DatagramSetup) -> Option<UdpServer> {
+fn start_udp(setup: DatagramSetup) -> Option<KernelUdp<ServerProcess>> {
     let mut cmd = server_cmd(&["--listen", "127.0.0.1:0"]);
     cmd.args(rate_args(setup));
     let hosts = vec![IpAddr::from([127, 0, 0, 1]), IpAddr::from([127, 0, 0, 2])];
-    Some(UdpServer::new(ServerProcess::start(cmd, 2), hosts, 65_507))
+    let process = ServerProcess::start(cmd, 2);
+    Some(KernelUdp {
+        addr: process.addrs_of("udp")[0],
+        guard: process,
+        hosts,
+        max_datagram: 65_507,
+    })
 }
 
 udp_scenario_tests!(start_udp);

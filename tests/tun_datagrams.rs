@@ -17,7 +17,7 @@ use selecho_testkit::process::{ServerProcess, counter};
 use selecho_testkit::scenarios::assert_bytes;
 use selecho_testkit::scenarios::udp::DatagramSetup;
 use selecho_testkit::tcp::BOUND;
-use selecho_testkit::udp::{UdpServer, rate_args};
+use selecho_testkit::udp::{KernelUdp, rate_args};
 use selecho_testkit::udp_scenario_tests;
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -29,7 +29,7 @@ const HOSTS: [[u8; 4]; 2] = [[10, 77, 0, 1], [10, 77, 0, 3]];
 
 /// A server for the scenario, in a namespace of this thread's own, with a
 /// second kernel address; `None` (after saying why) where it cannot run.
-fn start_udp(setup: DatagramSetup) -> Option<UdpServer> {
+fn start_udp(setup: DatagramSetup) -> Option<KernelUdp<ServerProcess>> {
     if !netns::enter_or_skip() {
         return None;
     }
@@ -38,7 +38,12 @@ fn start_udp(setup: DatagramSetup) -> Option<UdpServer> {
     let process = ServerProcess::start(tun_cmd(&args), 2);
     netns::ip(&["addr", "add", "10.77.0.3/24", "dev", "tun0"]);
     let hosts = HOSTS.iter().map(|&ip| IpAddr::from(ip)).collect();
-    Some(UdpServer::new(process, hosts, 65_507))
+    Some(KernelUdp {
+        addr: process.addrs_of("udp")[0],
+        guard: process,
+        hosts,
+        max_datagram: 65_507,
+    })
 }
 
 udp_scenario_tests!(start_udp);

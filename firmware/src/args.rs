@@ -8,15 +8,21 @@
 //! --port PORT             listen on PORT; repeat for several (default 7007)
 //! --max-conns N           connections served at once, 1 to the build's slots
 //! --idle-timeout SECS     close idle connections (default 0: never; e.g. 0.3)
+//! --udp-rate N            UDP answers per second to one source address
+//!                         (default 1000; 0: no limit, on a network of your own)
+//! --udp-burst N           UDP answers one source may get at once (default 1000)
 //! ```
 
 use core::fmt;
 use core::net::Ipv4Addr;
 
-use selecho_core::Duration;
+use selecho_core::{Duration, RateLimit};
 
 /// Most ports the firmware listens on.
 pub const MAX_PORTS: usize = 4;
+
+/// UDP answers per second to one source address by default, as on the host.
+const DEFAULT_UDP_RATE: u32 = 1_000;
 
 /// What the firmware serves, and where.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,6 +39,8 @@ pub struct Settings {
     pub max_conns: usize,
     /// Idle connections close after this long; `None`: never.
     pub idle_timeout: Option<Duration>,
+    /// UDP answers per source address; `None`: no limit.
+    pub udp_limit: Option<RateLimit>,
 }
 
 /// A flag of the command line.
@@ -48,6 +56,10 @@ pub enum Flag {
     MaxConns,
     /// `--idle-timeout`.
     IdleTimeout,
+    /// `--udp-rate`.
+    UdpRate,
+    /// `--udp-burst`.
+    UdpBurst,
 }
 
 impl Flag {
@@ -59,6 +71,8 @@ impl Flag {
             Flag::Port => "--port",
             Flag::MaxConns => "--max-conns",
             Flag::IdleTimeout => "--idle-timeout",
+            Flag::UdpRate => "--udp-rate",
+            Flag::UdpBurst => "--udp-burst",
         }
     }
 
@@ -69,6 +83,8 @@ impl Flag {
             Flag::Port,
             Flag::MaxConns,
             Flag::IdleTimeout,
+            Flag::UdpRate,
+            Flag::UdpBurst,
         ]
         .into_iter()
         .find(|flag| flag.name() == name)
@@ -118,7 +134,7 @@ impl defmt::Format for ArgError {
 
 impl Settings {
     /// The defaults: 10.88.0.2/24 via 10.88.0.1, port 7007, `max_conns`
-    /// connections, no idle timeout.
+    /// connections, no idle timeout, the default UDP rate limit.
     pub fn new(max_conns: usize) -> Settings {
         let mut ports = heapless::Vec::new();
         // Cannot fail: MAX_PORTS > 0.
@@ -130,6 +146,7 @@ impl Settings {
             ports,
             max_conns,
             idle_timeout: None,
+            udp_limit: Some(RateLimit::DEFAULT),
         }
     }
 
@@ -142,6 +159,7 @@ impl Settings {
     {
         let mut settings = Settings::new(slots);
         let mut ports: heapless::Vec<u16, MAX_PORTS> = heapless::Vec::new();
+        let (mut udp_rate, mut udp_burst) = (DEFAULT_UDP_RATE, RateLimit::DEFAULT.burst);
         let mut args = args.into_iter();
         while let Some(name) = args.next() {
             let flag = Flag::from_name(name).ok_or(ArgError::UnknownFlag)?;
@@ -185,8 +203,13 @@ impl Settings {
                     let timeout = parse_seconds(value).ok_or(bad)?;
                     settings.idle_timeout = (timeout != Duration::ZERO).then_some(timeout);
                 }
+                Flag::UdpRate => udp_rate = value.parse().map_err(|_| bad)?,
+                Flag::UdpBurst => {
+                    udp_burst = value.parse().ok().filter(|&n| n > 0).ok_or(bad)?;
+                }
             }
         }
+        settings.udp_limit = (udp_rate > 0).then(|| RateLimit::per_second(udp_rate, udp_burst));
         if !ports.is_empty() {
             settings.ports = ports;
         }

@@ -1,9 +1,12 @@
-//! selecho on a microcontroller: the echo machine (`selecho-core`) served
-//! through its smoltcp adapter over a LAN9118, on QEMU's `mps2-an385`.
+//! selecho on a microcontroller: the echo machines (`selecho-core`, TCP and
+//! UDP) served through their smoltcp adapters over a LAN9118, on QEMU's
+//! `mps2-an385`.
 //!
 //! - [`server`]: the serving loop on any board that provides a smoltcp
-//!   device, a clock and a sleep ([`server::Board`]); the memory it uses
-//!   ([`server::Statics`]) is the binary's to place.
+//!   device, a clock and a sleep ([`server::Board`]), TCP and UDP echo on
+//!   each port; the memory it uses ([`server::Statics`]) is the binary's
+//!   to place.
+//! - [`fragments`]: IPv4 fragments dropped before smoltcp, and counted.
 //! - [`board`]: the mps2-an385 (LAN9118, SysTick, `wfi`).
 //! - [`args`]: the command line `firmware/run` passes through semihosting.
 //! - [`clock`]: microseconds from a wrapping hardware counter.
@@ -18,6 +21,7 @@ pub mod args;
 pub mod board;
 pub mod clock;
 pub mod config;
+pub mod fragments;
 pub mod server;
 
 use defmt_semihosting as _;

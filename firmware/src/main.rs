@@ -10,6 +10,7 @@ use semihosting::experimental::env;
 use selecho_firmware::args::Settings;
 use selecho_firmware::board::Mps2;
 use selecho_firmware::config::{FirmwareStatics, SLOTS};
+use selecho_firmware::fragments::MAX_DATAGRAM;
 use selecho_firmware::server::{self, Board, Server, Statics};
 use selecho_firmware::{command_line, exit};
 
@@ -57,7 +58,7 @@ fn main() -> ! {
     };
     let [a, b, c, d] = settings.address.octets();
     defmt::info!(
-        "mps2-an385: {=u8:02x}:{=u8:02x}:{=u8:02x}:{=u8:02x}:{=u8:02x}:{=u8:02x} at {}.{}.{}.{}/{}, {} connection slots",
+        "mps2-an385: {=u8:02x}:{=u8:02x}:{=u8:02x}:{=u8:02x}:{=u8:02x}:{=u8:02x} at {}.{}.{}.{}/{}, {} connection slots, UDP datagrams up to {} bytes",
         mac[0],
         mac[1],
         mac[2],
@@ -69,10 +70,14 @@ fn main() -> ! {
         c,
         d,
         settings.prefix,
-        settings.max_conns
+        settings.max_conns,
+        MAX_DATAGRAM
     );
     for port in &settings.ports {
-        defmt::info!("listening on {}.{}.{}.{}:{}", a, b, c, d, port);
+        defmt::info!("listening on {}.{}.{}.{}:{} (tcp)", a, b, c, d, port);
+    }
+    for port in &settings.ports {
+        defmt::info!("listening on {}.{}.{}.{}:{} (udp)", a, b, c, d, port);
     }
     server::run(&mut board, &mut server)
 }

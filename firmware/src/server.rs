@@ -1,31 +1,36 @@
 //! The echo server on any board: smoltcp over the board's device, one TCP
-//! socket per connection slot, the core's machine through its smoltcp
-//! adapter ([`SmolEcho`]), all in statics the binary provides.
+//! socket per connection slot and one UDP socket per port, the core's
+//! machines through their smoltcp adapters ([`SmolEcho`] for TCP, a
+//! [`SmolUdpEcho`] per port), all in statics the binary provides.
 //!
 //! A board provides three things ([`Board`]): a smoltcp [`Device`], a
 //! monotonic clock, and a sleep that an interrupt of the device or a timer
 //! ends. [`run`] turns the loop: the host's TUN shell's turn
 //! (`host/src/tun/serve.rs`: frames in one at a time, re-listening between
-//! them; the adapter's poll; smoltcp's timers and sends), with each part
+//! them; the adapters' polls; smoltcp's timers and sends), with each part
 //! bounded, then sleep until the next deadline.
 //!
-//! Room for more: a UDP echo (issue 12) is one more socket in the same
-//! [`SocketSet`] (one more [`SocketStorage`] in [`Statics`]) and its own
-//! machine, polled in [`Server::turn`] next to the TCP adapter.
+//! UDP: smoltcp's receive buffer of a port holds one datagram of the
+//! largest size; the port's adapter takes it into its machine after every
+//! frame, so smoltcp never drops a datagram uncounted, and the machine is
+//! the queue (it counts what it drops). IPv4 fragments never reach smoltcp
+//! ([`fragments`](crate::fragments)): the largest datagram echoed is
+//! [`MAX_DATAGRAM`].
 
 use core::mem::{MaybeUninit, size_of};
 
-use selecho_core::smoltcp::{AddError, SmolEcho, from_smoltcp, to_smoltcp};
-use selecho_core::{Config, Duration, Instant};
+use selecho_core::smoltcp::{AddError, BindError, SmolEcho, SmolUdpEcho, from_smoltcp, to_smoltcp};
+use selecho_core::{Config, DatagramConfig, Duration, Instant};
 use smoltcp::iface::{
     Config as IfaceConfig, Interface, PollIngressSingleResult, PollResult, SocketSet, SocketStorage,
 };
 use smoltcp::phy::Device;
-use smoltcp::socket::tcp;
+use smoltcp::socket::{tcp, udp};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Cidr};
 use static_cell::{ConstStaticCell, StaticCell};
 
-use crate::args::Settings;
+use crate::args::{MAX_PORTS, Settings};
+use crate::fragments::{Counts, MAX_DATAGRAM, Screen, Screened};
 
 /// A peer that acknowledges nothing for this long while we have data for
 /// it (or never completes a handshake) is dropped by smoltcp, as on the host.
@@ -34,6 +39,21 @@ const TCP_TIMEOUT: smoltcp::time::Duration = smoltcp::time::Duration::from_secs(
 /// Frames taken in per turn before the machine gets its share; more wait
 /// in the device for the next turn (which comes at once).
 const INGRESS_PER_TURN: usize = 16;
+
+/// Datagrams a port's UDP machine queues, and its smoltcp transmit buffer
+/// holds: together, a turn's ingress of small datagrams.
+const UDP_RECORDS: usize = 8;
+
+/// Source addresses a port's UDP rate limit follows at once; more, each
+/// still busy, and newcomers wait until one has been quiet long enough.
+const UDP_SOURCES: usize = 8;
+
+/// The UDP counters are logged when they change, at most this often.
+const LOG_EVERY: Duration = Duration::from_secs(1);
+
+/// A port's UDP echo: the machine, with a `U`-byte store, through its
+/// smoltcp adapter.
+pub type UdpEcho<const U: usize> = SmolUdpEcho<UDP_RECORDS, U, UDP_SOURCES>;
 
 /// Bytes one more connection slot adds to the machine's table and the
 /// adapter's slots, its `Q`-byte queue left out: what a connection costs
@@ -62,40 +82,84 @@ pub trait Board {
 
 /// Every byte the server uses besides the device's frame buffers, for
 /// `N` connections with `Q`-byte queues and smoltcp socket buffers of `RX`
-/// and `TX` bytes. Put it in a static (it starts zeroed or uninitialised,
-/// so the static costs no flash).
-pub struct Statics<const N: usize, const Q: usize, const RX: usize, const TX: usize> {
-    buffers: ConstStaticCell<SocketBuffers<N, RX, TX>>,
-    /// Filled in place at set-up: a `[SocketStorage::EMPTY; N]` built
+/// and `TX` bytes, and a UDP echo on each of up to [`MAX_PORTS`] ports with
+/// a `U`-byte queue and transmit buffer; `M` is the sockets in all, `N +
+/// MAX_PORTS` (a compile error otherwise). Put it in a static (it starts
+/// zeroed or uninitialised, so the static costs no flash).
+pub struct Statics<
+    const N: usize,
+    const Q: usize,
+    const RX: usize,
+    const TX: usize,
+    const U: usize,
+    const M: usize,
+> {
+    buffers: ConstStaticCell<SocketBuffers<N, RX, TX, U>>,
+    /// Filled in place at set-up: a `[SocketStorage::EMPTY; M]` built
     /// whole would take the stack (or, as an initialiser, flash).
-    sockets: StaticCell<[MaybeUninit<SocketStorage<'static>>; N]>,
+    sockets: StaticCell<[MaybeUninit<SocketStorage<'static>>; M]>,
     echo: StaticCell<SmolEcho<N, Q>>,
+    /// One per port served, filled in place at set-up.
+    udp: [StaticCell<UdpEcho<U>>; MAX_PORTS],
+    /// Each UDP socket's packet records (not all-zero when empty, so not
+    /// in [`SocketBuffers`], which must be).
+    udp_records: StaticCell<[UdpRecords; MAX_PORTS]>,
     iface: StaticCell<Interface>,
 }
 
 /// Each socket's receive and send buffer.
-struct SocketBuffers<const N: usize, const RX: usize, const TX: usize> {
+struct SocketBuffers<const N: usize, const RX: usize, const TX: usize, const U: usize> {
     rx: [[u8; RX]; N],
     tx: [[u8; TX]; N],
+    /// One datagram of the largest size: the adapter empties it after
+    /// every frame.
+    udp_rx: [[u8; MAX_DATAGRAM]; MAX_PORTS],
+    udp_tx: [[u8; U]; MAX_PORTS],
 }
 
-impl<const N: usize, const Q: usize, const RX: usize, const TX: usize> Statics<N, Q, RX, TX> {
+/// A UDP socket's packet records: one datagram received, up to
+/// [`UDP_RECORDS`] to send.
+struct UdpRecords {
+    rx: [udp::PacketMetadata; 1],
+    tx: [udp::PacketMetadata; UDP_RECORDS],
+}
+
+impl<
+    const N: usize,
+    const Q: usize,
+    const RX: usize,
+    const TX: usize,
+    const U: usize,
+    const M: usize,
+> Statics<N, Q, RX, TX, U, M>
+{
     /// Empty storage, for a static's initialiser.
     pub const fn new() -> Self {
+        const { assert!(M == N + MAX_PORTS, "M must be N + MAX_PORTS") };
         Statics {
             buffers: ConstStaticCell::new(SocketBuffers {
                 rx: [[0; RX]; N],
                 tx: [[0; TX]; N],
+                udp_rx: [[0; MAX_DATAGRAM]; MAX_PORTS],
+                udp_tx: [[0; U]; MAX_PORTS],
             }),
             sockets: StaticCell::new(),
             echo: StaticCell::new(),
+            udp: [const { StaticCell::new() }; MAX_PORTS],
+            udp_records: StaticCell::new(),
             iface: StaticCell::new(),
         }
     }
 }
 
-impl<const N: usize, const Q: usize, const RX: usize, const TX: usize> Default
-    for Statics<N, Q, RX, TX>
+impl<
+    const N: usize,
+    const Q: usize,
+    const RX: usize,
+    const TX: usize,
+    const U: usize,
+    const M: usize,
+> Default for Statics<N, Q, RX, TX, U, M>
 {
     fn default() -> Self {
         Self::new()
@@ -109,31 +173,43 @@ pub enum SetupError {
     Taken,
     /// The adapter refused a socket.
     Socket(AddError),
+    /// A UDP socket could not be bound.
+    Udp(BindError),
 }
 
-/// The interface, its sockets and the machine.
-pub struct Server<const N: usize, const Q: usize> {
+/// The interface, its sockets and the machines.
+pub struct Server<const N: usize, const Q: usize, const U: usize> {
     iface: &'static mut Interface,
     sockets: SocketSet<'static>,
     echo: &'static mut SmolEcho<N, Q>,
+    /// One per port.
+    udp: heapless::Vec<&'static mut UdpEcho<U>, MAX_PORTS>,
+    screen: Screen,
+    log: CounterLog,
 }
 
-impl<const N: usize, const Q: usize> Server<N, Q> {
+impl<const N: usize, const Q: usize, const U: usize> Server<N, Q, U> {
     /// Sets up smoltcp on `device` (Ethernet address `mac`, smoltcp's
-    /// random `seed`) with the settings' address and route, and one socket
-    /// per connection slot listening on the settings' ports.
-    pub fn new<D: Device, const RX: usize, const TX: usize>(
+    /// random `seed`) with the settings' address and route, one TCP socket
+    /// per connection slot listening on the settings' ports, and a UDP
+    /// socket on each port.
+    pub fn new<D: Device, const RX: usize, const TX: usize, const M: usize>(
         settings: &Settings,
         device: &mut D,
         mac: [u8; 6],
         seed: u64,
         now: Instant,
-        statics: &'static Statics<N, Q, RX, TX>,
+        statics: &'static Statics<N, Q, RX, TX, U, M>,
     ) -> Result<Self, SetupError> {
-        let SocketBuffers { rx, tx } = statics.buffers.try_take().ok_or(SetupError::Taken)?;
+        let SocketBuffers {
+            rx,
+            tx,
+            udp_rx,
+            udp_tx,
+        } = statics.buffers.try_take().ok_or(SetupError::Taken)?;
         let storage = statics
             .sockets
-            .try_init_with(|| [const { MaybeUninit::uninit() }; N])
+            .try_init_with(|| [const { MaybeUninit::uninit() }; M])
             .ok_or(SetupError::Taken)?;
         for slot in storage.iter_mut() {
             slot.write(SocketStorage::EMPTY);
@@ -178,33 +254,89 @@ impl<const N: usize, const Q: usize> Server<N, Q> {
         }
         echo.add_sockets(&mut sockets, handles, &settings.ports)
             .map_err(SetupError::Socket)?;
+
+        // The ports are the UDP machines' own: a datagram from one of them
+        // (another echo server, most likely) is never answered.
+        let mut own = [0; MAX_PORTS];
+        for (place, &port) in own.iter_mut().zip(&settings.ports) {
+            *place = port;
+        }
+        let datagrams = DatagramConfig::new()
+            .with_rate_limit(settings.udp_limit)
+            .with_own_ports(own);
+        let records = statics
+            .udp_records
+            .try_init_with(|| {
+                [const {
+                    UdpRecords {
+                        rx: [udp::PacketMetadata::EMPTY],
+                        tx: [udp::PacketMetadata::EMPTY; UDP_RECORDS],
+                    }
+                }; MAX_PORTS]
+            })
+            .ok_or(SetupError::Taken)?;
+        let mut udp = heapless::Vec::new();
+        let buffers = udp_rx.iter_mut().zip(udp_tx.iter_mut()).zip(records);
+        for ((&port, echo), ((rx, tx), records)) in
+            settings.ports.iter().zip(&statics.udp).zip(buffers)
+        {
+            let echo = udp_echo(echo, datagrams).ok_or(SetupError::Taken)?;
+            let socket = udp::Socket::new(
+                udp::PacketBuffer::new(&mut records.rx[..], &mut rx[..]),
+                udp::PacketBuffer::new(&mut records.tx[..], &mut tx[..]),
+            );
+            let handle = sockets.add(socket);
+            echo.bind(&mut sockets, handle, (settings.address, port))
+                .map_err(SetupError::Udp)?;
+            // Cannot fail: at most MAX_PORTS ports.
+            let _ = udp.push(echo);
+        }
         Ok(Server {
             iface,
             sockets,
             echo,
+            udp,
+            screen: Screen::new(settings.address, &settings.ports, datagrams),
+            log: CounterLog::new(now),
         })
     }
 
-    /// The machine, for its counters.
+    /// The TCP machine, for its counters.
     pub fn echo(&self) -> &SmolEcho<N, Q> {
         self.echo
     }
 
-    /// One turn: frames in, bytes through the machine, frames out. Returns
-    /// whether there is more to do at once (do not sleep).
+    /// What the UDP echo has done on every port, and the fragments dropped.
+    pub fn counts(&self) -> Counts {
+        let mut counts = *self.screen.counts();
+        for echo in &self.udp {
+            counts.udp += *echo.counters();
+        }
+        counts
+    }
+
+    /// One turn: frames in, bytes and datagrams through the machines,
+    /// frames out. Returns whether there is more to do at once (do not
+    /// sleep).
     pub fn turn<D: Device>(&mut self, device: &mut D, now: Instant) -> bool {
         let Server {
             iface,
             sockets,
             echo,
+            udp,
+            screen,
+            ..
         } = self;
         let stamp = to_smoltcp(now);
         // Frames one at a time, so a socket whose connection just finished
-        // closing listens again before a SYN behind that last ACK is seen.
+        // closing listens again before a SYN behind that last ACK is seen,
+        // and a datagram leaves smoltcp's receive buffer (room for one)
+        // for its machine before the next frame.
         echo.relisten(sockets, now);
         let mut more_frames = true;
+        let mut screened = Screened::new(device, screen);
         for _ in 0..INGRESS_PER_TURN {
-            match iface.poll_ingress_single(stamp, device, sockets) {
+            match iface.poll_ingress_single(stamp, &mut screened, sockets) {
                 PollIngressSingleResult::None => {
                     more_frames = false;
                     break;
@@ -214,17 +346,30 @@ impl<const N: usize, const Q: usize> Server<N, Q> {
                     echo.relisten(sockets, now);
                 }
             }
+            if screened.screen().take_udp() {
+                for port in udp.iter_mut() {
+                    port.poll(sockets, now);
+                }
+            }
         }
-        let busy = echo.poll(sockets, now);
-        // Timers, then send what the adapter queued (and anything else
+        let mut busy = echo.poll(sockets, now);
+        // Timers, then send what the adapters queued (and anything else
         // due). Not `iface.poll`, which would also take in every frame
         // that arrived meanwhile, without bound; those wait for the next
-        // turn. Each pass sends at least one segment of what the sockets'
-        // buffers hold, so the passes are bounded by those buffers.
+        // turn. Each pass sends at least one segment or datagram of what
+        // the sockets' buffers hold, so the passes are bounded by those
+        // buffers.
         iface.poll_maintenance(stamp);
         while iface.poll_egress(stamp, device, sockets) != PollResult::None {}
+        // Datagrams that waited in a machine for room in the transmit
+        // buffer move there now; the next turn, at once, sends them.
+        for port in udp.iter_mut() {
+            busy |= port.poll(sockets, now);
+        }
         // Sockets aborted this turn sent their RST: they may listen again.
         echo.relisten(sockets, now);
+        let counts = self.counts();
+        self.log.tick(now, counts);
         busy || more_frames
     }
 
@@ -235,18 +380,73 @@ impl<const N: usize, const Q: usize> Server<N, Q> {
             .iface
             .poll_at(to_smoltcp(now), &self.sockets)
             .map(from_smoltcp);
-        match (smoltcp, self.echo.poll_at()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        let log = self.log.due(self.counts());
+        [smoltcp, self.echo.poll_at(), log]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+}
+
+/// A port's UDP echo, made in its static; `None` if it was made before.
+/// Not inlined: the machine is built on the stack first (its `U`-byte
+/// store too), and this frame is gone before the server runs.
+#[inline(never)]
+fn udp_echo<const U: usize>(
+    cell: &'static StaticCell<UdpEcho<U>>,
+    config: DatagramConfig,
+) -> Option<&'static mut UdpEcho<U>> {
+    cell.try_init_with(|| SmolUdpEcho::new(config))
+}
+
+/// Logs the UDP counters and the fragments dropped when they change, at
+/// most once per [`LOG_EVERY`], the last change included.
+struct CounterLog {
+    logged: Counts,
+    /// When the next line may go out.
+    next: Instant,
+}
+
+impl CounterLog {
+    fn new(now: Instant) -> Self {
+        CounterLog {
+            logged: Counts::default(),
+            next: now,
         }
+    }
+
+    /// Logs `counts` if they changed and the last line is old enough.
+    fn tick(&mut self, now: Instant, counts: Counts) {
+        if counts == self.logged || now < self.next {
+            return;
+        }
+        let udp = &counts.udp;
+        defmt::info!(
+            "stats: udp_received={=u64} udp_echoed={=u64} udp_dropped_full={=u64} udp_dropped_loop={=u64} udp_dropped_rate={=u64} udp_dropped_truncated={=u64} udp_send_failed={=u64} pkt_fragments_dropped={=u64}",
+            udp.received,
+            udp.echoed,
+            udp.dropped_full,
+            udp.dropped_loop,
+            udp.dropped_rate,
+            udp.dropped_truncated,
+            udp.send_failed,
+            counts.fragments
+        );
+        self.logged = counts;
+        self.next = now + LOG_EVERY;
+    }
+
+    /// When a line is due: `None` while nothing changed.
+    fn due(&self, counts: Counts) -> Option<Instant> {
+        (counts != self.logged).then_some(self.next)
     }
 }
 
 /// Serves for ever: a turn, then sleep until a frame, or the next
 /// deadline, or at once if the turn left work.
-pub fn run<B: Board, const N: usize, const Q: usize>(
+pub fn run<B: Board, const N: usize, const Q: usize, const U: usize>(
     board: &mut B,
-    server: &mut Server<N, Q>,
+    server: &mut Server<N, Q, U>,
 ) -> ! {
     loop {
         let now = board.begin_turn();

@@ -10,20 +10,27 @@
 #![no_main]
 
 use core::mem::size_of;
+use core::net::Ipv4Addr;
 
 use cortex_m_rt::entry;
 use lan9118::{FRAME_LEN, Int};
 use selecho_core::sim::{ClientState, Sim};
 use selecho_core::smoltcp::SmolEcho;
-use selecho_core::{Config, Duration, Instant};
+use selecho_core::{Config, DatagramConfig, DatagramCounters, Duration, Instant, RateLimit};
 use smoltcp::iface::{Interface, SocketStorage};
+use smoltcp::phy::ChecksumCapabilities;
+use smoltcp::socket::udp;
+use smoltcp::wire::{
+    EthernetAddress, EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, Ipv4Repr,
+};
 
 use selecho_firmware::args::{ArgError, Flag, Settings, parse_seconds};
 use selecho_firmware::board::{MAX_SLEEP, Mps2};
 use selecho_firmware::clock::Clock;
-use selecho_firmware::config::{FirmwareStatics, QUEUE, SLOTS, SOCKET_RX, SOCKET_TX};
+use selecho_firmware::config::{FirmwareStatics, QUEUE, SLOTS, SOCKET_RX, SOCKET_TX, UDP_BUFFER};
 use selecho_firmware::exit;
-use selecho_firmware::server::{Board, table_bytes_per_connection};
+use selecho_firmware::fragments::{Counts, MAX_DATAGRAM, Screen};
+use selecho_firmware::server::{Board, UdpEcho, table_bytes_per_connection};
 
 /// Where a test failed.
 struct Failure {
@@ -79,6 +86,10 @@ const TESTS: &[(&str, Test)] = &[
     ("machine: half-close drains", machine_half_close_drains),
     ("machine: idle timeout", machine_idle_timeout),
     ("machine: full table", machine_full_table),
+    (
+        "fragments: dropped and counted",
+        fragments_dropped_and_counted,
+    ),
     ("sizes: table per connection", sizes_table_per_connection),
     ("sizes: stack high-water mark", sizes_stack_high_water),
 ];
@@ -114,6 +125,7 @@ fn args_defaults_and_flags(_: &mut Mps2) -> Outcome {
     check_eq!(defaults.ports.as_slice(), [7007].as_slice());
     check_eq!(defaults.max_conns, 8);
     check!(defaults.idle_timeout.is_none());
+    check_eq!(defaults.udp_limit, Some(RateLimit::DEFAULT));
 
     let args = [
         "--address",
@@ -130,6 +142,10 @@ fn args_defaults_and_flags(_: &mut Mps2) -> Outcome {
         "3",
         "--idle-timeout",
         "0.3",
+        "--udp-rate",
+        "5",
+        "--udp-burst",
+        "2",
     ];
     let s = Settings::parse(args, 8).map_err(|_| Failure { line: line!() })?;
     check_eq!(s.address.octets(), [192, 168, 7, 9]);
@@ -137,8 +153,23 @@ fn args_defaults_and_flags(_: &mut Mps2) -> Outcome {
     check_eq!(s.ports.as_slice(), [7, 7007].as_slice());
     check_eq!(s.max_conns, 3);
     check!(s.idle_timeout == Some(Duration::from_millis(300)));
-    let none = Settings::parse(["--gateway", "none", "--idle-timeout", "0"], 8);
-    check!(none.is_ok_and(|s| s.gateway.is_none() && s.idle_timeout.is_none()));
+    check_eq!(s.udp_limit, Some(RateLimit::per_second(5, 2)));
+    let none = Settings::parse(
+        [
+            "--gateway",
+            "none",
+            "--idle-timeout",
+            "0",
+            "--udp-rate",
+            "0",
+        ],
+        8,
+    );
+    check!(
+        none.is_ok_and(|s| s.gateway.is_none()
+            && s.idle_timeout.is_none()
+            && s.udp_limit.is_none())
+    );
     Ok(())
 }
 
@@ -156,6 +187,9 @@ fn args_refusals(_: &mut Mps2) -> Outcome {
     check!(refused(&["--address", "224.0.0.1/8"]) == Some(ArgError::BadValue(Flag::Address)));
     check!(refused(&["--gateway", "10.88.1.1"]) == Some(ArgError::GatewayOffLink));
     check!(refused(&["--idle-timeout", "-1"]) == Some(ArgError::BadValue(Flag::IdleTimeout)));
+    check!(refused(&["--udp-rate", "x"]) == Some(ArgError::BadValue(Flag::UdpRate)));
+    check!(refused(&["--udp-rate", "4294967296"]) == Some(ArgError::BadValue(Flag::UdpRate)));
+    check!(refused(&["--udp-burst", "0"]) == Some(ArgError::BadValue(Flag::UdpBurst)));
     let five = [
         "--port", "1", "--port", "2", "--port", "3", "--port", "4", "--port", "5",
     ];
@@ -363,6 +397,148 @@ fn machine_full_table(_: &mut Mps2) -> Outcome {
     Ok(())
 }
 
+/// The firmware's address in [`fragments_dropped_and_counted`], and a peer's.
+const US: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 2);
+const PEER: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 1);
+
+/// An Ethernet frame to [`US`] of an IPv4 packet from `src` of protocol
+/// `ip`, at fragment offset `offset` with more fragments (or not),
+/// carrying `payload`.
+fn ipv4_frame<'b>(
+    buf: &'b mut [u8],
+    src: Ipv4Addr,
+    ip: IpProtocol,
+    offset: u16,
+    more: bool,
+    payload: &[u8],
+) -> &'b [u8] {
+    let len = 14 + 20 + payload.len();
+    let mut frame = EthernetFrame::new_unchecked(&mut buf[..len]);
+    frame.set_dst_addr(EthernetAddress([0x02, 0, 0, 0, 0, 2]));
+    frame.set_src_addr(EthernetAddress([0x02, 0, 0, 0, 0, 1]));
+    frame.set_ethertype(EthernetProtocol::Ipv4);
+    let repr = Ipv4Repr {
+        src_addr: src,
+        dst_addr: US,
+        next_header: ip,
+        payload_len: payload.len(),
+        hop_limit: 64,
+    };
+    let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
+    repr.emit(&mut packet, &ChecksumCapabilities::default());
+    packet.set_more_frags(more);
+    packet.set_frag_offset(offset);
+    packet.fill_checksum();
+    packet.payload_mut().copy_from_slice(payload);
+    &buf[..len]
+}
+
+/// The start of a UDP datagram of 3000 bytes from port `from` to port `to`
+/// (checksum 0: none), as its first fragment carries it.
+fn udp_head(from: u16, to: u16) -> [u8; 16] {
+    let mut head = [0x5a; 16];
+    head[..2].copy_from_slice(&from.to_be_bytes());
+    head[2..4].copy_from_slice(&to.to_be_bytes());
+    head[4..6].copy_from_slice(&3008u16.to_be_bytes());
+    head[6..8].copy_from_slice(&[0, 0]);
+    head
+}
+
+fn fragments_dropped_and_counted(_: &mut Mps2) -> Outcome {
+    let own = DatagramConfig::new().with_own_ports([7007, 9, 0, 0]);
+    let mut screen = Screen::new(US, &[7007, 9], own);
+    let mut buf = [0; 128];
+    let udp = IpProtocol::Udp;
+    // Whole packets, and what is not IPv4 or does not parse, pass.
+    check!(screen.admit(ipv4_frame(
+        &mut buf,
+        PEER,
+        udp,
+        0,
+        false,
+        &udp_head(5000, 7007)[..8]
+    )));
+    check!(screen.admit(ipv4_frame(
+        &mut buf,
+        PEER,
+        IpProtocol::Tcp,
+        0,
+        false,
+        &[0; 20]
+    )));
+    check!(screen.admit(&[0xff; 42]));
+    check!(screen.admit(&[0; 10]));
+    check_eq!(*screen.counts(), Counts::default());
+    // The UDP packet among them was seen, once.
+    check!(screen.take_udp());
+    check!(!screen.take_udp());
+    // A first fragment for a port of ours is a datagram too long.
+    check!(!screen.admit(ipv4_frame(
+        &mut buf,
+        PEER,
+        udp,
+        0,
+        true,
+        &udp_head(5000, 7007)
+    )));
+    // From a loop port, or an own port: one never answered.
+    check!(!screen.admit(ipv4_frame(&mut buf, PEER, udp, 0, true, &udp_head(19, 9))));
+    check!(!screen.admit(ipv4_frame(&mut buf, PEER, udp, 0, true, &udp_head(7007, 9))));
+    // Later fragments, fragments for other ports, of TCP, with a bad
+    // header checksum, or from a source that is not unicast: fragments only.
+    check!(!screen.admit(ipv4_frame(
+        &mut buf,
+        PEER,
+        udp,
+        1480,
+        true,
+        &udp_head(5000, 7007)
+    )));
+    check!(!screen.admit(ipv4_frame(&mut buf, PEER, udp, 2960, false, &[1; 40])));
+    check!(!screen.admit(ipv4_frame(
+        &mut buf,
+        PEER,
+        udp,
+        0,
+        true,
+        &udp_head(5000, 53)
+    )));
+    check!(!screen.admit(ipv4_frame(
+        &mut buf,
+        PEER,
+        IpProtocol::Tcp,
+        0,
+        true,
+        &[0; 24]
+    )));
+    let bad = ipv4_frame(&mut buf, PEER, udp, 0, true, &udp_head(5000, 7007));
+    let mut corrupt = [0; 128];
+    corrupt[..bad.len()].copy_from_slice(bad);
+    corrupt[14 + 10] ^= 0xff;
+    check!(!screen.admit(&corrupt[..bad.len()]));
+    let from_broadcast = Ipv4Addr::BROADCAST;
+    check!(!screen.admit(ipv4_frame(
+        &mut buf,
+        from_broadcast,
+        udp,
+        0,
+        true,
+        &udp_head(5000, 7007)
+    )));
+    let counts = screen.counts();
+    check_eq!(counts.fragments, 9);
+    let udp = DatagramCounters {
+        received: 3,
+        dropped_truncated: 1,
+        dropped_loop: 2,
+        ..DatagramCounters::default()
+    };
+    check_eq!(counts.udp, udp);
+    // No whole UDP packet among the fragments.
+    check!(!screen.take_udp());
+    Ok(())
+}
+
 fn sizes_table_per_connection(_: &mut Mps2) -> Outcome {
     let table = table_bytes_per_connection::<QUEUE>();
     defmt::info!(
@@ -379,6 +555,16 @@ fn sizes_table_per_connection(_: &mut Mps2) -> Outcome {
         size_of::<SmolEcho<SLOTS, QUEUE>>(),
         size_of::<Interface>(),
         2 * FRAME_LEN
+    );
+    defmt::info!(
+        "per UDP port: machine and adapter {} bytes (queue {}), socket buffers {} + {}, packet records {} + {}, smoltcp socket {}",
+        size_of::<UdpEcho<UDP_BUFFER>>(),
+        UDP_BUFFER,
+        MAX_DATAGRAM,
+        UDP_BUFFER,
+        size_of::<udp::PacketMetadata>(),
+        8 * size_of::<udp::PacketMetadata>(),
+        size_of::<SocketStorage<'static>>()
     );
     check!(table <= 64);
     Ok(())

@@ -1,62 +1,28 @@
-//! The shared UDP scenarios over real sockets: a server process reached
-//! with blocking `std` UDP sockets, with time-outs so a lost echo fails the
-//! test instead of hanging it.
+//! The UDP scenarios over the kernel's UDP: [`KernelUdp`], a server reached
+//! through real sockets from one or more addresses of this host (or of the
+//! test's network namespace), and [`rate_args`], the `--udp-rate` and
+//! `--udp-burst` flags for a scenario's rate limit.
 
 use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 
-use crate::process::ServerProcess;
 use crate::scenarios::udp::{DatagramServer, DatagramSetup};
 use crate::tcp::BOUND;
 
-/// A server's UDP echo at `addr`, reached from sockets on `hosts`.
-pub struct UdpServer {
-    /// Kept for its lifetime: dropping it kills the server.
-    pub process: ServerProcess,
+/// A UDP echo server at `addr`, as clients on this host see it.
+pub struct KernelUdp<G> {
+    /// What keeps the server running (its process, its namespace):
+    /// dropped with this.
+    pub guard: G,
     /// Where datagrams go: the server's `(udp)` address.
     pub addr: SocketAddr,
-    /// The source addresses clients may bind: host 0, host 1, …
-    hosts: Vec<IpAddr>,
+    /// The clients' source address for each scenario host (0, 1, …).
+    pub hosts: Vec<IpAddr>,
     /// The longest datagram the server echoes on this path.
-    max: usize,
+    pub max_datagram: usize,
 }
 
-impl UdpServer {
-    /// `process`'s first UDP address, clients on `hosts`, datagrams up to
-    /// `max` bytes.
-    pub fn new(process: ServerProcess, hosts: Vec<IpAddr>, max: usize) -> Self {
-        let addr = *process
-            .addrs_of("udp")
-            .first()
-            .expect("a `listening on ADDR (udp)` line");
-        UdpServer {
-            process,
-            addr,
-            hosts,
-            max,
-        }
-    }
-}
-
-/// `--udp-rate N --udp-burst N` for a scenario's rate limit (the rate
-/// rounded to whole answers a second, at least one; 0 turns it off).
-pub fn rate_args(setup: DatagramSetup) -> Vec<String> {
-    let (rate, burst) = match setup.rate_limit {
-        None => (0, 1),
-        Some((burst, interval)) => {
-            let per_second = (1.0 / interval.as_secs_f64()).round().max(1.0) as u32;
-            (per_second, burst)
-        }
-    };
-    vec![
-        "--udp-rate".into(),
-        rate.to_string(),
-        "--udp-burst".into(),
-        burst.to_string(),
-    ]
-}
-
-impl DatagramServer for UdpServer {
+impl<G> DatagramServer for KernelUdp<G> {
     type Client = UdpSocket;
 
     fn client(&mut self, host: u8, port: Option<u16>) -> Option<UdpSocket> {
@@ -95,13 +61,32 @@ impl DatagramServer for UdpServer {
     }
 
     fn max_datagram(&self) -> usize {
-        self.max
+        self.max_datagram
     }
 
-    /// A process's sends cannot be held back from outside.
+    /// A server's sends cannot be held back from outside.
     fn block_sends(&mut self) -> Option<usize> {
         None
     }
 
     fn unblock_sends(&mut self) {}
+}
+
+/// `--udp-rate`/`--udp-burst` for a scenario's rate limit (the rate
+/// rounded to whole answers per second, at least one; `--udp-rate 0` for
+/// none).
+pub fn rate_args(setup: DatagramSetup) -> Vec<String> {
+    let (rate, burst) = match setup.rate_limit {
+        None => (0, 1),
+        Some((burst, interval)) => {
+            let per_second = (1.0 / interval.as_secs_f64()).round().max(1.0) as u32;
+            (per_second, burst)
+        }
+    };
+    vec![
+        "--udp-rate".into(),
+        rate.to_string(),
+        "--udp-burst".into(),
+        burst.to_string(),
+    ]
 }
