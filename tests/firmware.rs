@@ -189,7 +189,8 @@ impl Netns {
     }
 
     /// Waits up to [`BOUND`] for every process in the namespace to end;
-    /// whether they did.
+    /// whether they did. A bounded poll: they are not this test's
+    /// children (QEMU is `firmware/run`'s), so no event announces it.
     fn emptied(&self) -> bool {
         let deadline = Instant::now() + BOUND;
         while !self.pids().is_empty() {
@@ -385,6 +386,14 @@ fn start_udp(setup: DatagramSetup) -> Option<FirmwareUdp> {
 
 udp_scenario_tests!(start_udp);
 
+/// A UDP client on the host's side of the TAP (`HOSTS[0]`), its reads
+/// bounded by [`BOUND`].
+fn udp_client() -> UdpSocket {
+    let client = UdpSocket::bind(SocketAddr::new(IpAddr::V4(HOSTS[0]), 0)).expect("a client");
+    client.set_read_timeout(Some(BOUND)).expect("a time-out");
+    client
+}
+
 /// Sends `tag` from `client` until its echo comes back (QEMU's LAN9118
 /// drops frames past its FIFO, about six full ones: a datagram right after
 /// many fragments may be lost), each try marked; every echo read must be
@@ -426,8 +435,7 @@ fn udp_the_largest_datagram_is_1472_bytes_and_larger_are_dropped_and_counted() {
         return;
     };
     let to = fw.udp_addr();
-    let client = UdpSocket::bind(SocketAddr::new(IpAddr::V4(HOSTS[0]), 0)).expect("a client");
-    client.set_read_timeout(Some(BOUND)).expect("a time-out");
+    let client = udp_client();
     let mut buf = vec![0; 70_000];
     for size in [MAX_DATAGRAM - 1, MAX_DATAGRAM] {
         let data = pattern(size as u64, size);
@@ -483,8 +491,7 @@ fn two_ports_each_echo() {
             "10.88.0.2:7007 (udp)"
         ]
     );
-    let client = UdpSocket::bind(SocketAddr::new(IpAddr::V4(HOSTS[0]), 0)).expect("a client");
-    client.set_read_timeout(Some(BOUND)).expect("a time-out");
+    let client = udp_client();
     for to in fw.tcp.process.addrs_of("udp") {
         let data = pattern(u64::from(to.port()), 1000);
         client.send_to(&data, to).expect("send");
@@ -525,8 +532,7 @@ fn idle_firmware_costs_qemu_almost_no_cpu() {
     let mut conn = fw.connect();
     let msg = pattern(4, 1000);
     assert_bytes(&fw.exchange(&mut conn, &msg), &msg, "one echo");
-    let udp = UdpSocket::bind(SocketAddr::new(IpAddr::V4(HOSTS[0]), 0)).expect("a client");
-    udp.set_read_timeout(Some(BOUND)).expect("a time-out");
+    let udp = udp_client();
     udp.send_to(&msg, fw.udp_addr()).expect("send");
     let mut buf = [0; 2000];
     let n = udp.recv(&mut buf).expect("the UDP echo");

@@ -47,13 +47,7 @@ fn start_udp(setup: DatagramSetup) -> Option<KernelUdp<ServerProcess>> {
     let mut cmd = server_cmd(&["--listen", "127.0.0.1:0"]);
     cmd.args(rate_args(setup));
     let hosts = vec![IpAddr::from([127, 0, 0, 1]), IpAddr::from([127, 0, 0, 2])];
-    let process = ServerProcess::start(cmd, 2);
-    Some(KernelUdp {
-        addr: process.addrs_of("udp")[0],
-        guard: process,
-        hosts,
-        max_datagram: 65_507,
-    })
+    Some(KernelUdp::of_process(ServerProcess::start(cmd, 2), hosts))
 }
 
 udp_scenario_tests!(start_udp);
@@ -63,6 +57,17 @@ fn server_cmd(args: &[&str]) -> Command {
     let mut cmd = selecho!();
     cmd.arg("-q").args(args);
     cmd
+}
+
+/// [`server_cmd`] with `args`, reached over TCP once it has announced its
+/// first listener.
+fn tcp_server(args: &[&str]) -> TcpServer {
+    TcpServer::new(ServerProcess::start(server_cmd(args), 1))
+}
+
+/// A server on 127.0.0.1 with `--grace grace`.
+fn with_grace(grace: &str) -> TcpServer {
+    tcp_server(&["--listen", "127.0.0.1:0", "--grace", grace])
 }
 
 /// Echoes `data` in ping-pong chunks (write one, read its echo) and checks it.
@@ -78,10 +83,7 @@ fn echo_in_chunks(conn: &mut TcpStream, data: &[u8], what: &str) {
 
 #[test]
 fn two_hundred_concurrent_clients() {
-    let mut server = TcpServer::new(ServerProcess::start(
-        server_cmd(&["--listen", "127.0.0.1:0", "--max-conns", "250"]),
-        1,
-    ));
+    let mut server = tcp_server(&["--listen", "127.0.0.1:0", "--max-conns", "250"]);
     let conns: Vec<TcpStream> = (0..200).map(|_| server.connect()).collect();
     let all_connected = Barrier::new(conns.len());
     thread::scope(|s| {
@@ -149,18 +151,15 @@ fn three_thousand_connections_over_four_threads() {
     if let Err(reason) = raise_own_nofile(2 * CONNS as u64 + 256) {
         return selecho_testkit::skip(&reason);
     }
-    let mut server = TcpServer::new(ServerProcess::start(
-        server_cmd(&[
-            "--listen",
-            "127.0.0.1:0",
-            "--no-udp",
-            "--threads",
-            "4",
-            "--max-conns",
-            &CONNS.to_string(),
-        ]),
-        1,
-    ));
+    let mut server = tcp_server(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--no-udp",
+        "--threads",
+        "4",
+        "--max-conns",
+        &CONNS.to_string(),
+    ]);
     // All at once: more than one select() loop could watch.
     let mut conns: Vec<TcpStream> = (0..CONNS).map(|_| server.connect()).collect();
     for round in 0..ROUNDS {
@@ -367,13 +366,9 @@ fn has_ipv6_loopback() -> bool {
 #[test]
 fn ipv6_loopback() {
     if !has_ipv6_loopback() {
-        eprintln!("skipped: this host has no [::1]");
-        return;
+        return selecho_testkit::skip("this host has no [::1]");
     }
-    let mut server = TcpServer::new(ServerProcess::start(
-        server_cmd(&["--listen", "[::1]:0"]),
-        1,
-    ));
+    let mut server = tcp_server(&["--listen", "[::1]:0"]);
     assert!(server.addr.is_ipv6(), "listening on {}", server.addr);
     let mut conn = server.connect();
     let data = pattern(6, 50_000);
@@ -405,10 +400,7 @@ fn several_listeners_all_serve() {
 /// and stopped reading: the server's queue and every buffer are full.
 /// Returns the server, the client and what it wrote.
 fn client_not_reading(grace: &str) -> (TcpServer, TcpStream, Vec<u8>) {
-    let mut server = TcpServer::new(ServerProcess::start(
-        server_cmd(&["--listen", "127.0.0.1:0", "--grace", grace]),
-        1,
-    ));
+    let mut server = with_grace(grace);
     let mut conn = server.connect();
     let data = pattern(11, 16 << 20);
     let written = server.write_until_blocked(&mut conn, &data);
@@ -466,11 +458,7 @@ fn grace_period_ends_with_a_reset() {
 
 #[test]
 fn sigterm_lets_a_half_closed_client_finish() {
-    let mut server = TcpServer::new(ServerProcess::start(
-        server_cmd(&["--listen", "127.0.0.1:0", "--grace", "20"]),
-        1,
-    ));
-    let stopped = half_closed_client_at_sigterm(&mut server, 24_000_000, true);
+    let stopped = half_closed_client_at_sigterm(&mut with_grace("20"), 24_000_000, true);
     // wait_until_refused's probes may have been accepted and closed too.
     assert!(counter(&stopped, "closed") >= 1, "{stopped}");
     assert_eq!(counter(&stopped, "bytes_out"), 24_000_000, "{stopped}");
@@ -479,11 +467,7 @@ fn sigterm_lets_a_half_closed_client_finish() {
 
 #[test]
 fn sigterm_cuts_an_unfinished_half_close_with_a_reset() {
-    let mut server = TcpServer::new(ServerProcess::start(
-        server_cmd(&["--listen", "127.0.0.1:0", "--grace", "0.3"]),
-        1,
-    ));
-    let stopped = half_closed_client_at_sigterm(&mut server, 24_000_000, false);
+    let stopped = half_closed_client_at_sigterm(&mut with_grace("0.3"), 24_000_000, false);
     assert!(counter(&stopped, "shut_down") >= 1, "{stopped}");
     let (bytes_in, bytes_out) = (
         counter(&stopped, "bytes_in"),
@@ -600,6 +584,8 @@ fn descriptor_flood_does_not_spin_and_recovers() {
         "the connections served during the flood still are"
     );
     drop(conns);
+    // Nothing announces that the server has seen the closes and freed the
+    // descriptors: a newcomer retries until the deadline.
     let deadline = Instant::now() + BOUND;
     loop {
         if connect_or_reset(addr).is_some_and(|mut conn| try_echo(&mut conn, 7)) {
@@ -630,11 +616,7 @@ fn usr1_hup_and_usr2_are_handled_not_fatal() {
 
 #[test]
 fn urgent_data_is_echoed_in_line() {
-    let mut server = TcpServer::new(ServerProcess::start(
-        server_cmd(&["--listen", "127.0.0.1:0"]),
-        1,
-    ));
-    urgent_byte_is_echoed_in_line(&mut server);
+    urgent_byte_is_echoed_in_line(&mut tcp_server(&["--listen", "127.0.0.1:0"]));
 }
 
 #[test]
@@ -667,24 +649,21 @@ fn a_closed_stdout_is_no_reason_to_panic() {
 #[test]
 fn a_full_stdout_does_not_hold_up_serving_or_stopping() {
     let stdout = full_pipe();
-    let addr = free_loopback_port();
+    // Nothing can be announced, so the sockets are handed over (socket
+    // activation): the kernel queues the connection until the server
+    // serves it, and the echo is the event to wait for.
+    let tcp = TcpListener::bind("127.0.0.1:0").expect("a TCP listener");
+    let addr = tcp.local_addr().expect("its address");
+    let udp = UdpSocket::bind(addr).expect("a UDP socket on the same port");
     let mut child = ChildGuard(
-        server_cmd(&["--listen", &addr.to_string()])
+        activated(&tcp, &udp, &["-q"])
             .stdout(Stdio::from(stdout.write))
             .spawn()
             .expect("spawn selecho"),
     );
-    // Nothing can be announced; serving goes on all the same.
-    let deadline = Instant::now() + BOUND;
-    let mut conn = loop {
-        match try_connect(addr) {
-            Ok(conn) => break conn,
-            Err(e) if e.kind() == ErrorKind::ConnectionRefused && Instant::now() < deadline => {
-                thread::sleep(Duration::from_millis(10));
-            }
-            Err(e) => panic!("connect to {addr}: {e}"),
-        }
-    };
+    drop((tcp, udp));
+    // Serving goes on all the same.
+    let mut conn = try_connect(addr).expect("connect");
     let msg = pattern(9, 5000);
     let mut got = vec![0; msg.len()];
     conn.write_all(&msg).expect("write");
@@ -710,6 +689,7 @@ struct FullPipe {
     write: OwnedFd,
 }
 
+/// A pipe, filled until its write end would block.
 fn full_pipe() -> FullPipe {
     let mut fds = [0; 2];
     // SAFETY: pipe2 writes two descriptors into the array it is given.
@@ -734,12 +714,6 @@ fn full_pipe() -> FullPipe {
     while file.write(&[b'x'; 4096]).is_ok() {}
     set_nonblocking(false);
     FullPipe { read, write }
-}
-
-/// A loopback address whose port was free a moment ago.
-fn free_loopback_port() -> SocketAddr {
-    let probe = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    probe.local_addr().expect("its address")
 }
 
 #[test]

@@ -13,7 +13,7 @@
 //! The argument checks (exit status 2) need no privilege and always run.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::Shutdown;
 use std::path::Path;
 use std::process::Command;
 use std::thread;
@@ -33,7 +33,7 @@ use selecho_testkit::{scenario_tests, selecho};
 
 mod tun_support;
 
-use tun_support::{ADDRESS, HOST_ADDRESS, tun_cmd};
+use tun_support::{ADDRESS, HOST_ADDRESS, start_family, tun_cmd};
 
 /// A TUN server with the scenario's settings, in a namespace of its own;
 /// `None` (after saying why) where TUN tests cannot run.
@@ -55,15 +55,7 @@ scenario_tests!(start, big = 1 << 20);
 fn refuses_beyond_its_slots_then_recovers() {
     netns::test(|| {
         let mut server = TcpServer::new(ServerProcess::start(tun_cmd(&["--max-conns", "2"]), 1));
-        let mut conns: Vec<TcpStream> = (0..2).map(|_| server.connect()).collect();
-        for (i, conn) in conns.iter_mut().enumerate() {
-            let msg = pattern(i as u64, 100);
-            assert_bytes(
-                &server.exchange(conn, &msg),
-                &msg,
-                "while filling the slots",
-            );
-        }
+        let mut conns = scenarios::connect_and_echo(&mut server, 2, "while filling the slots");
         for _ in 0..3 {
             let err =
                 try_connect(server.addr).expect_err("a third connection while both slots are busy");
@@ -117,18 +109,7 @@ fn tap_mode_echoes() {
 #[test]
 fn ipv6_address() {
     netns::test(|| {
-        let mut cmd = selecho!();
-        cmd.args([
-            "tun",
-            "-q",
-            "--ifname",
-            "tun6",
-            "--address",
-            "fd00:77::2/64",
-            "--host-address",
-            "fd00:77::1/64",
-        ]);
-        let mut server = TcpServer::new(ServerProcess::start(cmd, 1));
+        let mut server = TcpServer::new(start_family(true, &[], 1));
         assert_eq!(server.addr.to_string(), "[fd00:77::2]:7007");
         // Usable as soon as `listening on` is printed: no DAD wait.
         let mut conn = try_connect(server.addr).expect("connect over IPv6");

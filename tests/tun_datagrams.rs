@@ -38,12 +38,7 @@ fn start_udp(setup: DatagramSetup) -> Option<KernelUdp<ServerProcess>> {
     let process = ServerProcess::start(tun_cmd(&args), 2);
     netns::ip(&["addr", "add", "10.77.0.3/24", "dev", "tun0"]);
     let hosts = HOSTS.iter().map(|&ip| IpAddr::from(ip)).collect();
-    Some(KernelUdp {
-        addr: process.addrs_of("udp")[0],
-        guard: process,
-        hosts,
-        max_datagram: 65_507,
-    })
+    Some(KernelUdp::of_process(process, hosts))
 }
 
 udp_scenario_tests!(start_udp);

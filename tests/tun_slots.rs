@@ -41,7 +41,8 @@ fn one_slot_serves_either_port() {
         let [seven, eight] = [server.process.addrs[0], server.process.addrs[1]];
         let mut conn = echoing(&mut server, eight, 1);
         // Closed cleanly, the slot is free again a moment later (once the
-        // server has our last ACK): then port 7 gets it.
+        // server has our last ACK): then port 7 gets it. Nothing announces
+        // that moment, so port 7 is tried again until the deadline.
         let (rest, _) = server.stream_and_close(&mut conn, b"");
         assert!(rest.is_empty());
         let deadline = Instant::now() + BOUND;

@@ -1,7 +1,6 @@
 //! Benchmark tooling for selecho: a verifying load generator
-//! (`selecho-load`), a reference tokio echo server (`tokio-echo`) and a
-//! runner comparing servers (`selecho-bench`).
-
+//! (`selecho-load`), reference servers (`tokio-echo`, `tokio-udp-echo`,
+//! `epoll-echo`) and a runner comparing servers (`selecho-bench`).
 //!
 //! Without the default `runner` feature only the load generator's engine
 //! ([`load`], [`result`]) is built: what the host's smoke test needs, with

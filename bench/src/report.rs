@@ -127,7 +127,7 @@ fn ratio(rows: &[Summary], row: &Summary, baseline: &str) -> Option<f64> {
 }
 
 /// Formats with `decimals` decimals, `-` if absent.
-fn fmt(v: Option<f64>, decimals: usize) -> String {
+pub fn fmt(v: Option<f64>, decimals: usize) -> String {
     v.map_or_else(|| "-".to_string(), |v| format!("{v:.decimals$}"))
 }
 

@@ -15,10 +15,9 @@ const EPOLL_ECHO: &str = env!("CARGO_BIN_EXE_epoll-echo");
 
 #[test]
 fn pingpong_against_tokio_echo_verifies_without_errors() {
-    let server = tokio_echo("current");
-    let (out, result) = run_load(
-        &server.addr().to_string(),
-        Some(server.pid()),
+    let server = start(TOKIO_ECHO, &["--runtime", "current"]);
+    let (out, result) = load_against(
+        &server,
         &["--mode", "pingpong", "--conns", "8", "--size", "100"],
     );
     assert_clean(&out, &result);
@@ -29,10 +28,9 @@ fn pingpong_against_tokio_echo_verifies_without_errors() {
 
 #[test]
 fn stream_against_tokio_echo_verifies_without_errors() {
-    let server = tokio_echo("multi");
-    let (out, result) = run_load(
-        &server.addr().to_string(),
-        Some(server.pid()),
+    let server = start(TOKIO_ECHO, &["--runtime", "multi"]);
+    let (out, result) = load_against(
+        &server,
         &["--mode", "stream", "--conns", "2", "--size", "16384"],
     );
     assert_clean(&out, &result);
@@ -45,15 +43,13 @@ fn stream_against_tokio_echo_verifies_without_errors() {
 #[test]
 fn both_loads_against_epoll_echo_verify_without_errors() {
     for trigger in [&[][..], &["--level"]] {
-        let mut cmd = Command::new(EPOLL_ECHO);
-        cmd.args(["--listen", "127.0.0.1:0"]).args(trigger);
-        let server = ServerProcess::start(cmd, 1);
+        let server = start(EPOLL_ECHO, trigger);
         for load in [
             &["--mode", "pingpong", "--conns", "50", "--size", "64"],
             &["--mode", "stream", "--conns", "2", "--size", "65536"],
         ] {
             eprintln!("epoll-echo {trigger:?}, selecho-load {load:?}");
-            let (out, result) = run_load(&server.addr().to_string(), Some(server.pid()), load);
+            let (out, result) = load_against(&server, load);
             assert_clean(&out, &result);
         }
     }
@@ -61,13 +57,10 @@ fn both_loads_against_epoll_echo_verify_without_errors() {
 
 #[test]
 fn udp_pingpong_against_tokio_udp_echo_verifies_without_errors() {
-    let mut cmd = Command::new(TOKIO_UDP_ECHO);
-    cmd.args(["--listen", "127.0.0.1:0"]);
-    let server = ServerProcess::start(cmd, 1);
+    let server = start(TOKIO_UDP_ECHO, &[]);
     assert_eq!(server.protocols, ["udp"]);
-    let (out, result) = run_load(
-        &server.addr().to_string(),
-        Some(server.pid()),
+    let (out, result) = load_against(
+        &server,
         &["--mode", "udp-pingpong", "--conns", "8", "--size", "100"],
     );
     assert_clean(&out, &result);
@@ -202,9 +195,15 @@ fn assert_clean(out: &Output, result: &LoadResult) {
     assert_eq!(result.errors.total(), 0, "{result:?}");
 }
 
-/// A `tokio-echo` child on loopback, killed on drop.
-fn tokio_echo(runtime: &str) -> ServerProcess {
-    let mut cmd = Command::new(TOKIO_ECHO);
-    cmd.args(["--listen", "127.0.0.1:0", "--runtime", runtime]);
+/// [`run_load`] against `server`, its CPU time measured.
+fn load_against(server: &ServerProcess, extra: &[&str]) -> (Output, LoadResult) {
+    run_load(&server.addr().to_string(), Some(server.pid()), extra)
+}
+
+/// Reference server `program` on loopback with `extra` flags, killed on
+/// drop.
+fn start(program: &str, extra: &[&str]) -> ServerProcess {
+    let mut cmd = Command::new(program);
+    cmd.args(["--listen", "127.0.0.1:0"]).args(extra);
     ServerProcess::start(cmd, 1)
 }

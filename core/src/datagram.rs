@@ -52,17 +52,7 @@ impl DatagramConfig {
 
     /// Whether datagrams from `port` are never answered.
     pub const fn refuses_port(&self, port: u16) -> bool {
-        if is_loop_port(port) {
-            return true;
-        }
-        let mut i = 0;
-        while i < self.own_ports.len() {
-            if self.own_ports[i] == port {
-                return true;
-            }
-            i += 1;
-        }
-        false
+        is_loop_port(port) || peer::contains(&self.own_ports, port)
     }
 }
 

@@ -408,13 +408,11 @@ impl<H: Copy, const N: usize, const Q: usize> Echo<H, N, Q> {
     /// often is harmless).
     pub fn handle_timeout(&mut self, now: Instant) {
         for i in 0..usize::from(self.fresh) {
-            if !self.meta[i].is_live() {
-                continue;
-            }
             self.finish_if_quiet(i, now);
             let Some(idle) = self.config.idle_timeout else {
                 continue;
             };
+            // Not live: free, or closed just now (quiet, above).
             let meta = &self.meta[i];
             if !meta.is_live() || now - meta.last_activity < idle {
                 continue;
@@ -526,22 +524,15 @@ impl<H: Copy, const N: usize, const Q: usize> Echo<H, N, Q> {
         if self.config.idle_timeout.is_none() && !self.shutting_down {
             return None;
         }
-        let (idle, quiet) = (self.config.idle_timeout, self.config.quiet_period);
+        let idle = self.config.idle_timeout;
         let mut earliest: Option<Instant> = None;
-        for (meta, queue) in self.meta[..usize::from(self.fresh)]
-            .iter()
-            .zip(&self.queues)
-        {
-            if !meta.is_live() {
+        for i in 0..usize::from(self.fresh) {
+            if !self.meta[i].is_live() {
                 continue;
             }
-            let finishing = self.shutting_down
-                && meta.state == State::Open
-                && meta.read_idle
-                && queue.is_empty();
-            let quiet = finishing.then_some(quiet);
+            let quiet = self.awaiting_quiet(i).then_some(self.config.quiet_period);
             for after in [idle, quiet].into_iter().flatten() {
-                let at = meta.last_activity + after;
+                let at = self.meta[i].last_activity + after;
                 earliest = Some(earliest.map_or(at, |e| e.min(at)));
             }
         }
@@ -568,18 +559,21 @@ impl<H: Copy, const N: usize, const Q: usize> Echo<H, N, Q> {
     }
 
     /// While shutting down, closes slot `i` gracefully if it is finished:
-    /// open, nothing queued, its last read found nothing, and still for the
-    /// quiet period.
+    /// awaiting quiet (see `awaiting_quiet`) and still for the quiet period.
     fn finish_if_quiet(&mut self, i: usize, now: Instant) {
+        if self.awaiting_quiet(i) && now - self.meta[i].last_activity >= self.config.quiet_period {
+            self.schedule_close(i, CloseHow::Graceful, CloseReason::Shutdown);
+        }
+    }
+
+    /// Whether slot `i` finishes once it stays quiet for the quiet period:
+    /// shutting down, open, nothing queued, and its last read found nothing.
+    fn awaiting_quiet(&self, i: usize) -> bool {
         let meta = &self.meta[i];
-        let finished = self.shutting_down
+        self.shutting_down
             && meta.state == State::Open
             && meta.read_idle
             && self.queues[i].is_empty()
-            && now - meta.last_activity >= self.config.quiet_period;
-        if finished {
-            self.schedule_close(i, CloseHow::Graceful, CloseReason::Shutdown);
-        }
     }
 
     fn schedule_close(&mut self, i: usize, how: CloseHow, reason: CloseReason) {

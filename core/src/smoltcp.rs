@@ -198,12 +198,10 @@ pub struct SmolEcho<const N: usize, const Q: usize> {
     /// Slots in [`Phase::Closing`].
     closing: usize,
     linger: Duration,
-    shutting_down: bool,
     /// Every port served, whether or not a socket listens on it now.
     ports: heapless::Vec<u16, MAX_PORTS>,
     half_open_timeout: Duration,
-    /// Half-open connections seen so far: orders them by age.
-    /// `syn_evicted` and `syn_expired`.
+    /// Half-open connections dropped: `syn_evicted` and `syn_expired`.
     packets: PacketCounters,
 }
 
@@ -217,7 +215,6 @@ impl<const N: usize, const Q: usize> SmolEcho<N, Q> {
             owner: [0; N],
             closing: 0,
             linger: DEFAULT_LINGER,
-            shutting_down: false,
             ports: heapless::Vec::new(),
             half_open_timeout: DEFAULT_HALF_OPEN_TIMEOUT,
             packets: PacketCounters {
@@ -344,6 +341,7 @@ impl<const N: usize, const Q: usize> SmolEcho<N, Q> {
         if self.closing == 0 {
             return false;
         }
+        let shutting_down = self.echo.shutting_down();
         let mut changed = false;
         for slot in self.slots.iter_mut() {
             let Phase::Closing(deadline) = slot.phase else {
@@ -368,7 +366,7 @@ impl<const N: usize, const Q: usize> SmolEcho<N, Q> {
                 State::Closed | State::TimeWait | State::Listen => {
                     slot.phase = Phase::Idle;
                     self.closing -= 1;
-                    if !self.shutting_down {
+                    if !shutting_down {
                         listen(socket, slot.port);
                     }
                     changed = true;
@@ -410,11 +408,11 @@ impl<const N: usize, const Q: usize> SmolEcho<N, Q> {
     }
 
     /// Stop taking connections (listening sockets close, so new ones are
-    /// refused) and let every connection send what it has queued, then close
-    /// gracefully. Poll on until [`is_empty`](Self::is_empty) or the grace
-    /// period ends, then call [`abort_all`](Self::abort_all).
+    /// refused) and serve every connection until it is finished, then close
+    /// it gracefully (see [`Echo::begin_shutdown`]). Poll on until
+    /// [`is_empty`](Self::is_empty) or the grace period ends, then call
+    /// [`abort_all`](Self::abort_all).
     pub fn begin_shutdown(&mut self) {
-        self.shutting_down = true;
         self.echo.begin_shutdown();
     }
 
@@ -422,7 +420,7 @@ impl<const N: usize, const Q: usize> SmolEcho<N, Q> {
     /// handshake, and stop listening. Poll the interface once more so the
     /// RSTs go out.
     pub fn abort_all(&mut self, sockets: &mut SocketSet<'_>, now: Instant) {
-        self.shutting_down = true;
+        self.echo.begin_shutdown();
         self.echo.abort_all();
         self.carry_out_closes(sockets, now);
         for slot in self.slots.iter_mut() {
@@ -442,7 +440,8 @@ impl<const N: usize, const Q: usize> SmolEcho<N, Q> {
     /// A socket that carries no connection: accept it once established,
     /// listen again if it fell back to `Closed`, stop listening on shutdown.
     fn tend_idle(&mut self, i: usize, socket: &mut tcp::Socket<'_>, now: Instant) -> bool {
-        if socket.state() == State::SynReceived && !self.shutting_down {
+        let shutting_down = self.echo.shutting_down();
+        if socket.state() == State::SynReceived && !shutting_down {
             return self.tend_half_open(i, socket, now);
         }
         let slot = &mut self.slots[i];
@@ -466,18 +465,19 @@ impl<const N: usize, const Q: usize> SmolEcho<N, Q> {
                     }
                 }
             }
-            State::Listen if self.shutting_down => {
+            State::Listen if shutting_down => {
                 socket.close();
                 true
             }
-            State::SynReceived if self.shutting_down => {
+            // Only while shutting down: tend_half_open takes it otherwise.
+            State::SynReceived => {
                 socket.abort();
                 slot.phase = Phase::Closing(None);
                 self.closing += 1;
                 true
             }
             // A handshake that timed out or was reset.
-            State::Closed | State::TimeWait if !self.shutting_down => {
+            State::Closed | State::TimeWait if !shutting_down => {
                 listen(socket, slot.port);
                 true
             }
@@ -574,7 +574,7 @@ impl<const N: usize, const Q: usize> core::fmt::Debug for SmolEcho<N, Q> {
             .field("echo", &self.echo)
             .field("sockets", &self.slots.len())
             .field("closing", &self.closing)
-            .field("shutting_down", &self.shutting_down)
+            .field("shutting_down", &self.echo.shutting_down())
             .finish()
     }
 }

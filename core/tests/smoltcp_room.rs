@@ -95,11 +95,16 @@ impl Server {
         self.wire.outbound.drain(..).map(|p| parse(&p)).collect()
     }
 
-    /// A completed handshake from `from` to `port`: the server's first
-    /// sequence number.
-    fn connect(&mut self, from: (IpAddress, u16), port: u16) -> u32 {
+    /// A completed handshake from `from` to `port`.
+    fn connect(&mut self, from: (IpAddress, u16), port: u16) {
         self.deliver(syn(from, (ours(), port)));
         let syn_ack = self.syn_ack_to(from);
+        self.complete(from, port, syn_ack);
+    }
+
+    /// The handshake's last ACK from `from` to `port`, for the SYN-ACK
+    /// numbered `syn_ack`, and a turn.
+    fn complete(&mut self, from: (IpAddress, u16), port: u16, syn_ack: u32) {
         self.deliver(tcp(
             from,
             (ours(), port),
@@ -109,7 +114,6 @@ impl Server {
             &[],
         ));
         self.turn();
-        syn_ack + 1
     }
 
     /// The sequence number of the SYN-ACK this turn sends to `to`.
@@ -212,15 +216,7 @@ fn the_oldest_half_open_connection_makes_room() {
         .find(|s| s.to == client(3) && s.syn)
         .unwrap()
         .seq;
-    server.deliver(tcp(
-        client(3),
-        (ours(), 7),
-        TcpControl::None,
-        1001,
-        Some(syn_ack + 1),
-        &[],
-    ));
-    server.turn();
+    server.complete(client(3), 7, syn_ack);
     assert_eq!(server.adapter.echo().len(), 1, "the real client got in");
     // Then client 2 goes for the next one.
     assert_eq!(

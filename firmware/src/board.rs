@@ -87,7 +87,7 @@ pub struct Mps2 {
 
 impl Mps2 {
     /// Brings the board up once: resets the LAN9118 (keeping the MAC
-    /// address it loaded, or [`FALLBACK_MAC`] if none), enables its
+    /// address it loaded, or `FALLBACK_MAC` if none), enables its
     /// receive interrupt, starts the clock.
     pub fn take() -> Result<Mps2, BoardError> {
         let core = cortex_m::Peripherals::take().ok_or(BoardError::Taken)?;

@@ -1,9 +1,9 @@
 //! What this build's statics are sized by. Each connection slot costs
-//! `QUEUE + SOCKET_RX + SOCKET_TX` bytes of buffers, a smoltcp socket
-//! and [`table_bytes_per_connection`](crate::server::table_bytes_per_connection);
-//! each port's UDP echo `2 × UDP_BUFFER` bytes, a receive buffer of one
-//! datagram of the largest size ([`MAX_DATAGRAM`](crate::fragments::MAX_DATAGRAM)),
-//! a smoltcp socket and the machine's records.
+//! `QUEUE + SOCKET_RX + SOCKET_TX` bytes of buffers, a smoltcp socket and
+//! [`table_bytes_per_connection`]; each port's UDP echo `2 × UDP_BUFFER`
+//! bytes, a receive buffer of one datagram of the largest size
+//! ([`MAX_DATAGRAM`](crate::fragments::MAX_DATAGRAM)), a smoltcp socket
+//! and the machine's records.
 
 use crate::args::MAX_PORTS;
 use crate::server::{Statics, table_bytes_per_connection};

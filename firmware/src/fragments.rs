@@ -28,8 +28,6 @@ use smoltcp::wire::{
     EthernetFrame, EthernetProtocol, IpAddress, IpProtocol, Ipv4Packet, UdpPacket,
 };
 
-use crate::args::MAX_PORTS;
-
 /// The largest UDP datagram one Ethernet frame carries over IPv4: an MTU of
 /// 1500 less the IPv4 (20) and UDP (8) headers.
 pub const MAX_DATAGRAM: usize = 1472;
@@ -50,9 +48,9 @@ pub struct Counts {
 pub struct Screen {
     /// The firmware's address: datagrams for it are the echo's.
     address: Ipv4Addr,
-    /// The echo's UDP ports.
-    ports: heapless::Vec<u16, MAX_PORTS>,
-    /// The echo's configuration: which source ports it never answers.
+    /// The echo's configuration: its ports (its
+    /// [`own_ports`](DatagramConfig::own_ports)) and which source ports
+    /// it never answers.
     config: DatagramConfig,
     counts: Counts,
     /// A whole UDP packet went through since [`take_udp`](Self::take_udp).
@@ -60,17 +58,11 @@ pub struct Screen {
 }
 
 impl Screen {
-    /// A screen for an echo at `address` on `ports` (at most
-    /// [`MAX_PORTS`]: the rest are left out), configured as `config`.
-    pub fn new(address: Ipv4Addr, ports: &[u16], config: DatagramConfig) -> Screen {
-        let mut own = heapless::Vec::new();
-        for &port in ports.iter().take(MAX_PORTS) {
-            // Cannot fail: at most MAX_PORTS.
-            let _ = own.push(port);
-        }
+    /// A screen for an echo at `address` configured as `config`, on the
+    /// ports that are its own ([`DatagramConfig::own_ports`]).
+    pub fn new(address: Ipv4Addr, config: DatagramConfig) -> Screen {
         Screen {
             address,
-            ports: own,
             config,
             counts: Counts::default(),
             udp: false,
@@ -129,7 +121,9 @@ impl Screen {
             return;
         }
         let udp = UdpPacket::new_unchecked(payload);
-        if !self.ports.contains(&udp.dst_port()) {
+        // 0 fills the unused places: no port of the echo's.
+        let port = udp.dst_port();
+        if port == 0 || !self.config.own_ports.contains(&port) {
             return;
         }
         let counters = &mut self.counts.udp;

@@ -42,7 +42,7 @@ const INGRESS_PER_TURN: usize = 16;
 
 /// Datagrams a port's UDP machine queues, and its smoltcp transmit buffer
 /// holds: together, a turn's ingress of small datagrams.
-const UDP_RECORDS: usize = 8;
+pub const UDP_RECORDS: usize = 8;
 
 /// Source addresses a port's UDP rate limit follows at once; more, each
 /// still busy, and newcomers wait until one has been quiet long enough.
@@ -296,7 +296,7 @@ impl<const N: usize, const Q: usize, const U: usize> Server<N, Q, U> {
             sockets,
             echo,
             udp,
-            screen: Screen::new(settings.address, &settings.ports, datagrams),
+            screen: Screen::new(settings.address, datagrams),
             log: CounterLog::new(now),
         })
     }
@@ -380,8 +380,7 @@ impl<const N: usize, const Q: usize, const U: usize> Server<N, Q, U> {
             .iface
             .poll_at(to_smoltcp(now), &self.sockets)
             .map(from_smoltcp);
-        let log = self.log.due(self.counts());
-        [smoltcp, self.echo.poll_at(), log]
+        [smoltcp, self.echo.poll_at(), self.log.due()]
             .into_iter()
             .flatten()
             .min()
@@ -405,6 +404,10 @@ struct CounterLog {
     logged: Counts,
     /// When the next line may go out.
     next: Instant,
+    /// The counts at the last [`tick`](Self::tick) differ from those
+    /// logged: a line is due at `next`. The counts change only in a turn,
+    /// which ticks at its end, so this holds until the next turn.
+    pending: bool,
 }
 
 impl CounterLog {
@@ -412,12 +415,14 @@ impl CounterLog {
         CounterLog {
             logged: Counts::default(),
             next: now,
+            pending: false,
         }
     }
 
     /// Logs `counts` if they changed and the last line is old enough.
     fn tick(&mut self, now: Instant, counts: Counts) {
-        if counts == self.logged || now < self.next {
+        self.pending = counts != self.logged;
+        if !self.pending || now < self.next {
             return;
         }
         let udp = &counts.udp;
@@ -434,11 +439,12 @@ impl CounterLog {
         );
         self.logged = counts;
         self.next = now + LOG_EVERY;
+        self.pending = false;
     }
 
     /// When a line is due: `None` while nothing changed.
-    fn due(&self, counts: Counts) -> Option<Instant> {
-        (counts != self.logged).then_some(self.next)
+    fn due(&self) -> Option<Instant> {
+        self.pending.then_some(self.next)
     }
 }
 

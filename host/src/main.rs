@@ -51,6 +51,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     };
-    announce::finish(announce::FINISH);
+    announce::finish();
     code
 }

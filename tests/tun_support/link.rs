@@ -8,6 +8,8 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+use smoltcp::wire::IpVersion;
+
 /// EtherTypes, host order.
 pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_P_ARP: u16 = 0x0806;
@@ -93,10 +95,9 @@ impl Link {
 
     /// Sends an IP packet to the server.
     pub fn send_ip(&self, packet: &[u8]) {
-        let protocol = if packet[0] >> 4 == 6 {
-            ETH_P_IPV6
-        } else {
-            ETH_P_IP
+        let protocol = match IpVersion::of_packet(packet).expect("an IP packet") {
+            IpVersion::Ipv4 => ETH_P_IP,
+            IpVersion::Ipv6 => ETH_P_IPV6,
         };
         self.send(protocol, packet);
     }

@@ -8,7 +8,8 @@ use std::time::Instant;
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, Icmpv6Packet, Icmpv6Repr, IpAddress,
-    IpProtocol, Ipv4Packet, Ipv6Packet, NdiscRepr, RawHardwareAddress, TcpControl, TcpPacket,
+    IpProtocol, IpVersion, Ipv4Packet, Ipv6Packet, NdiscRepr, RawHardwareAddress, TcpControl,
+    TcpPacket,
 };
 
 use super::link::{ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, Frame, Link};
@@ -39,22 +40,25 @@ pub struct Seg {
 impl Seg {
     /// The TCP segment in the IP packet `ip`, if it is one.
     pub fn parse(ip: &[u8]) -> Option<Seg> {
-        let (src, dst, payload) = match ip.first()? >> 4 {
-            4 => {
+        // smoltcp's `IpVersion::of_packet` reads the first byte unchecked.
+        if ip.is_empty() {
+            return None;
+        }
+        let (src, dst, payload) = match IpVersion::of_packet(ip).ok()? {
+            IpVersion::Ipv4 => {
                 let p = Ipv4Packet::new_checked(ip).ok()?;
                 if p.next_header() != IpProtocol::Tcp {
                     return None;
                 }
                 (p.src_addr().into(), p.dst_addr().into(), p.payload())
             }
-            6 => {
+            IpVersion::Ipv6 => {
                 let p = Ipv6Packet::new_checked(ip).ok()?;
                 if p.next_header() != IpProtocol::Tcp {
                     return None;
                 }
                 (p.src_addr().into(), p.dst_addr().into(), p.payload())
             }
-            _ => return None,
         };
         let t = TcpPacket::new_checked(payload).ok()?;
         Some(Seg {
@@ -218,23 +222,23 @@ fn ip_of(frame: &Frame) -> Option<&[u8]> {
 }
 
 /// Spoils `packet` (a TCP segment in an IP packet) as `damage` says.
-pub fn spoil(packet: &mut [u8], damage: Damage) {
+fn spoil(packet: &mut [u8], damage: Damage) {
+    let flip = |sum: u16| sum ^ 0x0101;
     match damage {
         Damage::None => {}
         Damage::HeaderChecksum => {
             let mut ip = Ipv4Packet::new_unchecked(packet);
-            let sum = ip.checksum();
-            ip.set_checksum(sum ^ 0x0101);
+            ip.set_checksum(flip(ip.checksum()));
         }
         Damage::TcpChecksum => {
-            let at = if packet[0] >> 4 == 4 {
-                usize::from(Ipv4Packet::new_unchecked(&*packet).header_len())
-            } else {
-                40
+            let spoil_tcp = |segment: &mut [u8]| {
+                let mut tcp = TcpPacket::new_unchecked(segment);
+                tcp.set_checksum(flip(tcp.checksum()));
             };
-            let mut tcp = TcpPacket::new_unchecked(&mut packet[at..]);
-            let sum = tcp.checksum();
-            tcp.set_checksum(sum ^ 0x0101);
+            match IpVersion::of_packet(packet).expect("an IP packet") {
+                IpVersion::Ipv4 => spoil_tcp(Ipv4Packet::new_unchecked(packet).payload_mut()),
+                IpVersion::Ipv6 => spoil_tcp(Ipv6Packet::new_unchecked(packet).payload_mut()),
+            }
         }
     }
 }

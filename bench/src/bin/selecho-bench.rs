@@ -141,44 +141,37 @@ fn main() -> Result<ExitCode> {
     protocols.sort_unstable();
     protocols.dedup();
     let served = probe(&servers, &protocols);
-    let serves = |server: usize, load: &Load| served[server].iter().any(|p| p == load.protocol());
-    let mut runs: HashMap<(usize, usize), (Vec<LoadResult>, Vec<String>)> = HashMap::new();
-    for (li, load) in loads.iter().enumerate() {
+    let (mut rows, mut udp_rows) = (Vec::new(), Vec::new());
+    for load in &loads {
+        // The servers that serve this load, each with its results and failures.
+        let mut runs: Vec<(&Server, Vec<LoadResult>, Vec<String>)> = (servers.iter().zip(&served))
+            .filter(|(_, served)| served.iter().any(|p| p == load.protocol()))
+            .map(|(server, _)| (server, Vec::new(), Vec::new()))
+            .collect();
         for round in 1..=args.rounds {
-            for (si, server) in servers.iter().enumerate() {
-                if !serves(si, load) {
-                    continue;
-                }
+            for (server, results, failures) in &mut runs {
                 eprintln!(
                     "[{}] round {round}/{}: {}",
                     load.name(),
                     args.rounds,
                     server.name
                 );
-                let entry = runs.entry((li, si)).or_default();
                 match run_one(&args, &load_bin, server, load) {
-                    Ok(r) => entry.0.push(r),
+                    Ok(r) => results.push(r),
                     Err(e) => {
                         eprintln!("  failed: {e:#}");
-                        entry.1.push(format!("{e:#}"));
+                        failures.push(format!("{e:#}"));
                     }
                 }
             }
         }
-    }
-
-    let (mut rows, mut udp_rows) = (Vec::new(), Vec::new());
-    for (li, load) in loads.iter().enumerate() {
-        for (si, server) in servers.iter().enumerate() {
-            if !serves(si, load) {
-                continue;
-            }
-            let (results, failures) = runs.remove(&(li, si)).unwrap_or_default();
-            let row = Summary::new(&load.name(), &server.name, &results, failures);
-            match load.protocol() {
-                "udp" => udp_rows.push(row),
-                _ => rows.push(row),
-            }
+        let table = if load.protocol() == "udp" {
+            &mut udp_rows
+        } else {
+            &mut rows
+        };
+        for (server, results, failures) in runs {
+            table.push(Summary::new(&load.name(), &server.name, &results, failures));
         }
     }
     let text = tables(&rows, &udp_rows, &not_run(&servers, &served, &protocols));

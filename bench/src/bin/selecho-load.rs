@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Parser;
 use selecho_bench::load::{self, Config, Mode};
+use selecho_bench::report::fmt;
 use selecho_bench::result::LoadResult;
 
 /// Exit code when an echoed byte did not match what was sent.
@@ -83,7 +84,6 @@ fn resolve(addr: &str) -> Result<SocketAddr> {
 
 /// Prints the result for a person.
 fn print_human(r: &LoadResult) {
-    let opt = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.1}"));
     println!(
         "{} {}/{} conns x {} B for {:.2} s",
         r.mode, r.connected, r.conns, r.size, r.secs
@@ -95,9 +95,9 @@ fn print_human(r: &LoadResult) {
     println!("  Mbit/s      tx {:.1}, rx {:.1}", r.tx_mbit_s, r.rx_mbit_s);
     println!(
         "  latency µs  p50 {}, p99 {}, p999 {}",
-        opt(r.p50_us),
-        opt(r.p99_us),
-        opt(r.p999_us)
+        fmt(r.p50_us, 1),
+        fmt(r.p99_us, 1),
+        fmt(r.p999_us, 1)
     );
     println!(
         "  errors      mismatches {}, connect failures {}, resets {}, lost {}",
@@ -105,13 +105,8 @@ fn print_human(r: &LoadResult) {
     );
     println!(
         "  server CPU  {} s, {} µs/msg; load generator CPU {} s",
-        opt3(r.server_cpu_s),
-        opt3(r.server_cpu_us_per_msg),
-        opt3(r.client_cpu_s)
+        fmt(r.server_cpu_s, 3),
+        fmt(r.server_cpu_us_per_msg, 3),
+        fmt(r.client_cpu_s, 3)
     );
-}
-
-/// Formats an optional value with three decimals, `-` if absent.
-fn opt3(v: Option<f64>) -> String {
-    v.map_or_else(|| "-".to_string(), |v| format!("{v:.3}"))
 }

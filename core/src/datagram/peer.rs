@@ -41,9 +41,14 @@ pub const LOOP_PORTS: [u16; 17] = [
 
 /// Whether `port` is one of [`LOOP_PORTS`].
 pub const fn is_loop_port(port: u16) -> bool {
+    contains(&LOOP_PORTS, port)
+}
+
+/// Whether `port` is in `ports` (`[T]::contains`, which is not `const`).
+pub(crate) const fn contains(ports: &[u16], port: u16) -> bool {
     let mut i = 0;
-    while i < LOOP_PORTS.len() {
-        if LOOP_PORTS[i] == port {
+    while i < ports.len() {
+        if ports[i] == port {
             return true;
         }
         i += 1;

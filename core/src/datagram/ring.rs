@@ -165,6 +165,18 @@ impl<T: Copy, const D: usize, const B: usize> DatagramRing<T, D, B> {
         self.payload += usize::from(fit.len);
     }
 
+    /// Copies `payload` in and queues it, from `meta`, if it fits anywhere
+    /// ([`fit`](Self::fit)); whether it was queued.
+    #[cfg(any(test, feature = "sim"))]
+    pub(crate) fn push(&mut self, meta: T, payload: &[u8]) -> bool {
+        let Some(fit) = self.fit(payload.len()) else {
+            return false;
+        };
+        self.fit_mut(fit).copy_from_slice(payload);
+        self.commit(meta, fit);
+        true
+    }
+
     /// The oldest datagram and its sender.
     pub(crate) fn front(&self) -> Option<(T, &[u8])> {
         let record = self.records.front()?;
@@ -226,26 +238,17 @@ mod tests {
 
     type Ring = DatagramRing<u8, 4, 10>;
 
-    fn push(ring: &mut Ring, meta: u8, data: &[u8]) -> bool {
-        let Some(fit) = ring.fit(data.len()) else {
-            return false;
-        };
-        ring.fit_mut(fit).copy_from_slice(data);
-        ring.commit(meta, fit);
-        true
-    }
-
     #[test]
     fn datagrams_skip_the_end_rather_than_wrap() {
         let mut ring = Ring::new();
-        assert!(push(&mut ring, 1, b"abcd"));
-        assert!(push(&mut ring, 2, b"efgh"));
+        assert!(ring.push(1, b"abcd"));
+        assert!(ring.push(2, b"efgh"));
         assert!(
-            !push(&mut ring, 3, b"ijk"),
+            !ring.push(3, b"ijk"),
             "2 bytes at the end, none at the start"
         );
         assert_eq!(ring.pop(), Some(1));
-        assert!(push(&mut ring, 3, b"ijk"), "at the start now");
+        assert!(ring.push(3, b"ijk"), "at the start now");
         assert_eq!(ring.front(), Some((2, &b"efgh"[..])));
         assert_eq!(ring.pop(), Some(2));
         assert_eq!(ring.front(), Some((3, &b"ijk"[..])));
@@ -258,8 +261,8 @@ mod tests {
     #[test]
     fn space_is_the_larger_free_piece() {
         let mut ring = Ring::new();
-        assert!(push(&mut ring, 1, b"abcdef"));
-        assert!(push(&mut ring, 2, b"g"));
+        assert!(ring.push(1, b"abcdef"));
+        assert!(ring.push(2, b"g"));
         assert_eq!(ring.space(), Space { at: 7, len: 3 });
         ring.pop();
         // 3 bytes after the newest, 6 at the start.
@@ -275,14 +278,11 @@ mod tests {
     #[test]
     fn empty_datagrams_and_record_limit() {
         let mut ring = Ring::new();
-        assert!(push(&mut ring, 1, b"0123456789"));
-        assert!(
-            push(&mut ring, 2, b""),
-            "an empty datagram fits a full store"
-        );
-        assert!(push(&mut ring, 3, b""));
-        assert!(push(&mut ring, 4, b""));
-        assert!(!push(&mut ring, 5, b""), "no record left");
+        assert!(ring.push(1, b"0123456789"));
+        assert!(ring.push(2, b""), "an empty datagram fits a full store");
+        assert!(ring.push(3, b""));
+        assert!(ring.push(4, b""));
+        assert!(!ring.push(5, b""), "no record left");
         assert_eq!(ring.space().len, 0);
         assert_eq!(ring.len(), 4);
         assert_eq!(ring.pop(), Some(1));
@@ -292,7 +292,7 @@ mod tests {
     #[test]
     fn stale_places_are_refused() {
         let mut ring = Ring::new();
-        assert!(push(&mut ring, 1, b"abcd"));
+        assert!(ring.push(1, b"abcd"));
         assert_eq!(ring.fit_at(2, 1), None, "inside a datagram");
         assert_eq!(ring.fit_at(4, 7), None, "past the end");
         assert_eq!(ring.fit_at(0, 1), None, "before the oldest byte");

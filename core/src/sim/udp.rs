@@ -172,13 +172,10 @@ impl<const D: usize, const B: usize, const S: usize, const C: usize> UdpSim<D, B
             from,
             len: payload.len(),
         };
-        let fit = self.inbound.fit(kept);
-        let Some(fit) = fit.filter(|_| payload.len() <= max_udp) else {
+        if payload.len() > max_udp || !self.inbound.push(arrival, &payload[..kept]) {
             self.lost += 1;
             return false;
-        };
-        self.inbound.fit_mut(fit).copy_from_slice(&payload[..kept]);
-        self.inbound.commit(arrival, fit);
+        }
         true
     }
 
@@ -245,17 +242,13 @@ impl<const D: usize, const B: usize, const S: usize, const C: usize> UdpSim<D, B
             if self.send_limit.is_some_and(|limit| sent >= limit) {
                 break;
             }
+            // Not `client_mut`: `t` borrows the machine.
             let delivered = self
                 .clients
                 .iter_mut()
                 .find(|client| client.addr == t.peer)
-                .and_then(|client| {
-                    let fit = client.inbox.fit(t.payload.len())?;
-                    client.inbox.fit_mut(fit).copy_from_slice(t.payload);
-                    client.inbox.commit((), fit);
-                    Some(())
-                });
-            if delivered.is_none() {
+                .is_some_and(|client| client.inbox.push((), t.payload));
+            if !delivered {
                 self.lost += 1;
             }
             let _ = self.echo.handle_sent();

@@ -159,11 +159,10 @@ impl Guard {
             return Err(Rejected::Checksum);
         }
         let src = ip.src_addr();
-        let subnet_broadcast = self.own.iter().any(|cidr| match cidr {
-            IpCidr::Ipv4(v4) => v4.broadcast() == Some(src),
-            #[cfg(feature = "ipv6")]
-            IpCidr::Ipv6(_) => false,
-        });
+        let subnet_broadcast = self
+            .own
+            .iter()
+            .any(|cidr| matches!(cidr, IpCidr::Ipv4(v4) if v4.broadcast() == Some(src)));
         if subnet_broadcast || src.is_broadcast() || self.martian(IpAddress::Ipv4(src)) {
             return Err(Rejected::Martian);
         }
@@ -245,12 +244,8 @@ impl Guard {
     /// multicast or unspecified (IPv4 broadcasts are the caller's).
     fn martian(&self, src: IpAddress) -> bool {
         let own = self.own.iter().any(|cidr| cidr.address() == src);
-        let special = match src {
-            IpAddress::Ipv4(a) => a.is_loopback() || a.is_multicast() || a.is_unspecified(),
-            #[cfg(feature = "ipv6")]
-            IpAddress::Ipv6(a) => a.is_loopback() || a.is_multicast() || a.is_unspecified(),
-        };
-        own || special
+        let ip = core::net::IpAddr::from(src);
+        own || ip.is_loopback() || ip.is_multicast() || ip.is_unspecified()
     }
 }
 

@@ -51,7 +51,7 @@ impl<const N: usize, const Q: usize> SmolEcho<N, Q> {
     /// Costs a look at every socket.
     pub fn make_room(&mut self, sockets: &mut SocketSet<'_>, syn: &Syn, now: Instant) -> Room {
         let port = syn.local.port;
-        if self.shutting_down || !self.ports.contains(&port) {
+        if self.echo.shutting_down() || !self.ports.contains(&port) {
             return Room::NotServed;
         }
         let mut spare = None;

@@ -126,8 +126,6 @@ impl core::error::Error for BindError {}
 pub struct SmolUdpEcho<const D: usize, const B: usize, const S: usize> {
     echo: DatagramEcho<UdpMetadata, D, B, S>,
     handle: Option<SocketHandle>,
-    /// The address the socket is bound to, if one.
-    local: Option<IpAddress>,
 }
 
 impl<const D: usize, const B: usize, const S: usize> SmolUdpEcho<D, B, S> {
@@ -136,7 +134,6 @@ impl<const D: usize, const B: usize, const S: usize> SmolUdpEcho<D, B, S> {
         SmolUdpEcho {
             echo: DatagramEcho::new(config),
             handle: None,
-            local: None,
         }
     }
 
@@ -160,7 +157,6 @@ impl<const D: usize, const B: usize, const S: usize> SmolUdpEcho<D, B, S> {
         let socket = sockets.get_mut::<udp::Socket>(handle);
         socket.bind(endpoint).map_err(|_| BindError::InUse)?;
         self.handle = Some(handle);
-        self.local = endpoint.addr;
         if !self.echo.add_own_port(endpoint.port) {
             warn!(
                 "own ports full: port {} not refused as a source",
@@ -188,11 +184,12 @@ impl<const D: usize, const B: usize, const S: usize> SmolUdpEcho<D, B, S> {
             return false;
         };
         let socket = sockets.get_mut::<udp::Socket>(handle);
+        let local = socket.endpoint().addr;
         let mut progress = self.flush(socket);
         while let Ok((payload, mut meta)) = socket.recv() {
             // Bound to one address, smoltcp passes only broadcasts and
             // multicasts for others: say so in the machine's terms.
-            if self.local.is_some() && meta.local_address != self.local {
+            if local.is_some() && meta.local_address != local {
                 meta.local_address = Some(IpAddress::Ipv4(Ipv4Address::BROADCAST));
             }
             let _ = self.echo.handle_datagram(meta, payload, now);

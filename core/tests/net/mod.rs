@@ -8,13 +8,13 @@ use std::collections::VecDeque;
 
 use smoltcp::phy::{self, ChecksumCapabilities, Device, DeviceCapabilities, Medium};
 use smoltcp::wire::{
-    Icmpv4Packet, Icmpv4Repr, Icmpv6Packet, Icmpv6Repr, IpAddress, IpProtocol, Ipv4Address,
-    Ipv4Packet, Ipv4Repr, Ipv6Address, Ipv6Packet, Ipv6Repr, TcpControl, TcpPacket, TcpRepr,
-    TcpSeqNumber, UdpPacket, UdpRepr,
+    Icmpv4Packet, Icmpv4Repr, Icmpv6Packet, Icmpv6Repr, IpAddress, IpProtocol, IpRepr, Ipv4Address,
+    Ipv6Address, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber, UdpPacket, UdpRepr,
 };
 
 /// An IPv4 or IPv6 header around `payload_len` bytes of `protocol`, with
 /// the payload written by `emit` (given the source and destination).
+/// Panics on mixed address families.
 pub fn ip(
     src: IpAddress,
     dst: IpAddress,
@@ -22,38 +22,11 @@ pub fn ip(
     payload_len: usize,
     emit: impl FnOnce(&mut [u8], IpAddress, IpAddress),
 ) -> Vec<u8> {
-    let caps = ChecksumCapabilities::default();
-    match (src, dst) {
-        (IpAddress::Ipv4(s), IpAddress::Ipv4(d)) => {
-            let repr = Ipv4Repr {
-                src_addr: s,
-                dst_addr: d,
-                next_header: protocol,
-                payload_len,
-                hop_limit: 64,
-            };
-            let mut buf = vec![0; repr.buffer_len() + payload_len];
-            let mut p = Ipv4Packet::new_unchecked(&mut buf[..]);
-            repr.emit(&mut p, &caps);
-            emit(p.payload_mut(), src, dst);
-            buf
-        }
-        (IpAddress::Ipv6(s), IpAddress::Ipv6(d)) => {
-            let repr = Ipv6Repr {
-                src_addr: s,
-                dst_addr: d,
-                next_header: protocol,
-                payload_len,
-                hop_limit: 64,
-            };
-            let mut buf = vec![0; repr.buffer_len() + payload_len];
-            let mut p = Ipv6Packet::new_unchecked(&mut buf[..]);
-            repr.emit(&mut p);
-            emit(p.payload_mut(), src, dst);
-            buf
-        }
-        _ => panic!("mixed address families"),
-    }
+    let repr = IpRepr::new(src, dst, protocol, payload_len, 64);
+    let mut buf = vec![0; repr.buffer_len()];
+    repr.emit(&mut buf[..], &ChecksumCapabilities::default());
+    emit(&mut buf[repr.header_len()..], src, dst);
+    buf
 }
 
 /// A TCP segment from `src` to `dst` with `control` (and an ACK number if

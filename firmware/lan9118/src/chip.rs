@@ -251,14 +251,12 @@ impl<R: Registers> Lan9118<R> {
         for _ in 0..waiting {
             let status = RxStatus(self.regs.read(Reg::RxStatus));
             let words = status.words();
-            let Some(len) = status.len().checked_sub(FCS_LEN) else {
+            // A status shorter than the FCS is as bad as one with an error.
+            let len = status.len().checked_sub(FCS_LEN);
+            let Some(len) = len.filter(|_| !status.is_error()) else {
                 self.skip(words, Skip::Error);
                 continue;
             };
-            if status.is_error() {
-                self.skip(words, Skip::Error);
-                continue;
-            }
             let Some(frame) = buf.get_mut(..len) else {
                 self.skip(words, Skip::TooLong);
                 continue;

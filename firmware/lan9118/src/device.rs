@@ -1,4 +1,4 @@
-//! The controller as a smoltcp [`phy::Device`](smoltcp::phy::Device).
+//! The controller as a smoltcp [`phy::Device`].
 //!
 //! The device owns two frame buffers lent to it for good (statics, on a
 //! microcontroller): every received frame is read into the one and every

@@ -12,12 +12,12 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock, mpsc};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::stats::Totals;
 
 /// How long the process waits at exit for its last lines to be written.
-pub const FINISH: Duration = Duration::from_secs(1);
+const FINISH: Duration = Duration::from_secs(1);
 
 /// The writing thread's ends.
 struct Writer {
@@ -43,22 +43,18 @@ pub fn stopped(totals: &Totals) {
     line(format!("stopped: {totals}\n"));
 }
 
-/// Waits up to `within` for every line announced so far to be written.
-pub fn finish(within: Duration) {
+/// Waits up to [`FINISH`] for every line announced so far to be written.
+pub fn finish() {
     let Some(writer) = WRITER.get().and_then(Option::as_ref) else {
         return;
     };
-    let deadline = Instant::now() + within;
     // Only this function takes acknowledgements, once, at exit.
     let Ok(written) = writer.written.lock() else {
         return;
     };
-    for _ in 0..writer.sent.load(Ordering::Acquire) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if written.recv_timeout(left).is_err() {
-            log::warn!("stdout is not being read: the last lines may be lost");
-            return;
-        }
+    let sent = writer.sent.load(Ordering::Acquire);
+    if super::receive_within(&written, sent, FINISH).count() < sent {
+        log::warn!("stdout is not being read: the last lines may be lost");
     }
 }
 

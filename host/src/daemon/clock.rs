@@ -26,6 +26,12 @@ impl Clock {
 
     /// How long from now until `deadline`, for a poll timeout (zero if past).
     pub fn until(&self, deadline: Instant) -> std::time::Duration {
-        std::time::Duration::from_micros((deadline - self.now()).total_micros())
+        between(self.now(), deadline)
     }
+}
+
+/// How long from `now` until `deadline` (zero if past): a timeout from a
+/// time the caller read already, sparing a clock read.
+pub fn between(now: Instant, deadline: Instant) -> std::time::Duration {
+    std::time::Duration::from_micros((deadline - now).total_micros())
 }

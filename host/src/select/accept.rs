@@ -142,9 +142,6 @@ impl Worker {
             self.admission.release();
             return;
         }
-        if let Err(e) = net::set_nodelay(fd) {
-            debug!("TCP_NODELAY on descriptor {fd}: {e}");
-        }
         match self.echo.handle_accept(fd, now) {
             Ok(id) => self.by_fd[fd as usize] = Some(id),
             Err(_) => {
@@ -159,17 +156,14 @@ impl Worker {
     /// listener readable for ever. Returns whether one was shed (more may
     /// wait); otherwise accepting pauses.
     fn shed(&mut self, listener: RawFd, now: Instant) -> bool {
-        let mut shed = false;
-        if self.spare.take().is_some() {
-            if let Ok(fd) = net::accept(listener) {
-                net::abort(fd);
-                self.echo.handle_refused();
-                shed = true;
-            }
-            self.spare = File::open("/dev/null").ok();
-        }
-        if !shed {
-            self.spare = self.spare.take().or_else(|| File::open("/dev/null").ok());
+        // Dropped here: its descriptor is the one the accept below takes.
+        let freed = self.spare.take().is_some();
+        let shed = freed && net::accept(listener).map(net::abort).is_ok();
+        // Open the spare again (or try to, should the last try have failed).
+        self.spare = File::open("/dev/null").ok();
+        if shed {
+            self.echo.handle_refused();
+        } else {
             self.paused_until = Some(now + ACCEPT_PAUSE);
         }
         shed

@@ -19,8 +19,9 @@ pub fn inherited() -> anyhow::Result<Option<Vec<Socket>>> {
 }
 
 /// The handed-over sockets sorted by kind, ready to serve (non-blocking,
-/// close-on-exec; urgent data inline on TCP). Each must be a listening TCP
-/// socket or a UDP socket.
+/// close-on-exec; on TCP urgent data inline and no Nagle delay, which the
+/// accepted sockets inherit, as from [`setup`](super::setup)'s listeners).
+/// Each must be a listening TCP socket or a UDP socket.
 pub fn split(sockets: Vec<Socket>) -> anyhow::Result<(Vec<TcpListener>, Vec<UdpSocket>)> {
     let (mut tcp, mut udp) = (Vec::new(), Vec::new());
     for (i, socket) in sockets.into_iter().enumerate() {
@@ -30,6 +31,7 @@ pub fn split(sockets: Vec<Socket>) -> anyhow::Result<(Vec<TcpListener>, Vec<UdpS
         socket.set_cloexec(true).with_context(what)?;
         if kind == Type::STREAM && socket.is_listener().with_context(what)? {
             socket.set_out_of_band_inline(true).with_context(what)?;
+            socket.set_tcp_nodelay(true).with_context(what)?;
             tcp.push(socket.into());
         } else if kind == Type::DGRAM {
             udp.push(socket.into());

@@ -20,11 +20,11 @@ use super::accept::Admission;
 use super::plan::Plan;
 use super::setup::Sockets;
 use super::worker::{Start, Worker, order};
-use crate::daemon::announce;
 use crate::daemon::clock::Clock;
 use crate::daemon::signals::Signals;
 use crate::daemon::stats::{Stats, Totals};
 use crate::daemon::thread;
+use crate::daemon::{self, announce};
 use crate::sys::poll;
 
 /// How long the main thread waits for the workers' reports.
@@ -145,14 +145,11 @@ impl Main<'_, '_> {
     /// Waits for every worker to say it built its machine; false if one
     /// could not (its error comes back when it is joined) or took too long.
     fn all_started(&self, starts: &mpsc::Receiver<bool>) -> bool {
-        let deadline = std::time::Instant::now() + START_WAIT;
-        for _ in 0..self.workers.len() {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if starts.recv_timeout(left) != Ok(true) {
-                return false;
-            }
-        }
-        true
+        let n = self.workers.len();
+        daemon::receive_within(starts, n, START_WAIT)
+            .take_while(|&started| started)
+            .count()
+            == n
     }
 
     /// Until every worker has ended: signals, stats, workers ending.
@@ -225,16 +222,13 @@ impl Main<'_, '_> {
         let live = self.workers.iter().filter(|w| !w.ended).count();
         self.tell_all(order::REPORT);
         let mut totals = Totals::default();
-        let deadline = std::time::Instant::now() + REPORT_WAIT;
-        for _ in 0..live {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match self.reports.recv_timeout(left) {
-                Ok((_, report)) => totals += report,
-                Err(_) => {
-                    warn!("not every worker reported: the totals are partial");
-                    break;
-                }
-            }
+        let mut reported = 0;
+        for (_, report) in daemon::receive_within(self.reports, live, REPORT_WAIT) {
+            totals += report;
+            reported += 1;
+        }
+        if reported < live {
+            warn!("not every worker reported: the totals are partial");
         }
         totals
     }

@@ -103,9 +103,12 @@ fn bind_all(
 fn listen(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
     let socket = new_socket(addr, Type::STREAM, Protocol::TCP)?;
     socket.set_reuse_address(true)?;
-    // Urgent data stays in the stream (accepted sockets inherit this), so
-    // an urgent byte is echoed in its place like any other.
+    // Accepted sockets inherit both options (Linux clones the listener),
+    // so no connection needs a call of its own: urgent data stays in the
+    // stream, so an urgent byte is echoed in its place like any other; and
+    // no Nagle delay, so echoes go out at once.
     socket.set_out_of_band_inline(true)?;
+    socket.set_tcp_nodelay(true)?;
     socket.bind(&addr.into())?;
     socket.listen(backlog)?;
     Ok(socket.into())

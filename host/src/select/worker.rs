@@ -20,10 +20,10 @@ use super::Machine;
 use super::accept::{Admission, Trouble};
 use super::plan::Plan;
 use super::udp::Udp;
-use crate::daemon::clock::Clock;
+use crate::daemon;
+use crate::daemon::clock::{self, Clock};
 use crate::daemon::stats::Totals;
 use crate::daemon::stop::{Stop, Verdict};
-use crate::daemon::{self};
 use crate::sys::fdset::FdSet;
 use crate::sys::net;
 
@@ -42,8 +42,24 @@ struct Watch {
     /// To read whether `select` says readable or not (the machine's
     /// [`probe`](selecho_core::Interest::probe)).
     probe: FdSet,
-    /// One more than the highest descriptor watched.
-    nfds: usize,
+}
+
+impl Watch {
+    /// Empty sets for descriptors below `capacity`.
+    fn new(capacity: usize) -> Self {
+        Watch {
+            read: FdSet::with_capacity(capacity),
+            write: FdSet::with_capacity(capacity),
+            probe: FdSet::with_capacity(capacity),
+        }
+    }
+
+    /// Empties the sets for the next round.
+    fn clear(&mut self) {
+        self.read.clear();
+        self.write.clear();
+        self.probe.clear();
+    }
 }
 
 /// What a worker starts with.
@@ -124,13 +140,7 @@ impl Worker {
     /// The loop: until told to stop, then until everything is finished or
     /// the grace period ends. Returns what the worker did.
     pub fn serve(mut self) -> anyhow::Result<Totals> {
-        let capacity = self.by_fd.len();
-        let mut watch = Watch {
-            read: FdSet::with_capacity(capacity),
-            write: FdSet::with_capacity(capacity),
-            probe: FdSet::with_capacity(capacity),
-            nfds: 0,
-        };
+        let mut watch = Watch::new(self.by_fd.len());
         loop {
             let now = self.clock.now();
             match self.stop.check(now, self.unfinished()) {
@@ -142,11 +152,12 @@ impl Worker {
                     return Ok(self.totals());
                 }
             }
+            // From the `now` above: the rebuild's few microseconds only
+            // make the wait end that much after the deadline, never before.
             let timeout = self
                 .rebuild(&mut watch, now)
-                .map(|deadline| self.clock.until(deadline));
-            net::select(watch.nfds, &mut watch.read, &mut watch.write, timeout)
-                .context("select")?;
+                .map(|deadline| clock::between(now, deadline));
+            net::select(&mut watch.read, &mut watch.write, timeout).context("select")?;
             let now = self.clock.now();
             if watch.read.contains(self.control.as_raw_fd()) {
                 self.obey(now);
@@ -165,7 +176,8 @@ impl Worker {
     /// Connections, UDP sockets and listeners that `select` found ready.
     fn serve_ready(&mut self, watch: &mut Watch, now: Instant) {
         watch.read.union_with(&watch.probe);
-        for fd in watch.read.iter_union(&watch.write, watch.nfds) {
+        let end = watch.read.end().max(watch.write.end());
+        for fd in watch.read.iter_union(&watch.write, end) {
             let Some(id) = self.by_fd.get(fd as usize).copied().flatten() else {
                 continue;
             };
@@ -234,33 +246,28 @@ impl Worker {
     }
 
     /// Fills the sets for the next `select`; returns the nearest deadline.
+    /// Every descriptor fits them: the listeners, UDP sockets and control
+    /// pipe were counted into their capacity, and [`accept`](super::accept)
+    /// turns away a connection beyond it.
     fn rebuild(&mut self, watch: &mut Watch, now: Instant) -> Option<Instant> {
-        watch.read.clear();
-        watch.write.clear();
-        watch.probe.clear();
-        let mut probing = false;
-        let mut end = 0;
-        let watch_read = |read: &mut FdSet, fd: RawFd, end: &mut usize| {
-            read.insert(fd);
-            *end = (*end).max(fd as usize + 1);
-        };
-        watch_read(&mut watch.read, self.control.as_raw_fd(), &mut end);
+        watch.clear();
+        watch.read.insert(self.control.as_raw_fd());
         if self.paused_until.is_some_and(|until| until <= now) {
             self.paused_until = None;
         }
         if self.echo.accepting() && self.paused_until.is_none() && self.admission.has_room() {
             for &fd in &self.listener_fds {
-                watch_read(&mut watch.read, fd, &mut end);
+                watch.read.insert(fd);
             }
         }
+        let stopping = self.stop.begun();
         for udp in &self.udp {
             let fd = udp.fd();
-            if !self.stop.begun() {
-                watch_read(&mut watch.read, fd, &mut end);
+            if !stopping {
+                watch.read.insert(fd);
             }
             if udp.queued() > 0 {
                 watch.write.insert(fd);
-                end = end.max(fd as usize + 1);
             }
         }
         for (_, fd, interest) in self.echo.connections() {
@@ -272,13 +279,10 @@ impl Worker {
             }
             if interest.probe {
                 watch.probe.insert(fd);
-                probing = true;
             }
-            end = end.max(fd as usize + 1);
         }
-        watch.nfds = end;
         self.machine_deadline = self.echo.poll_timeout();
-        if probing {
+        if watch.probe.end() > 0 {
             // Probes are read at once: look, do not wait.
             return Some(now);
         }

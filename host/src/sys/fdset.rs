@@ -23,6 +23,10 @@ const WORD_BITS: usize = libc::c_ulong::BITS as usize;
 #[derive(Clone, Debug)]
 pub struct FdSet {
     words: Box<[libc::c_ulong]>,
+    /// One more than the highest descriptor inserted since the last
+    /// [`clear`](Self::clear): no bit at or above it is set. `select`
+    /// only clears bits, so it stays an upper bound after one.
+    end: usize,
 }
 
 impl FdSet {
@@ -32,6 +36,7 @@ impl FdSet {
         let words = capacity.max(FD_SETSIZE).div_ceil(WORD_BITS);
         FdSet {
             words: vec![0; words].into_boxed_slice(),
+            end: 0,
         }
     }
 
@@ -40,9 +45,17 @@ impl FdSet {
         self.words.len() * WORD_BITS
     }
 
-    /// Empties the set.
+    /// One more than the highest descriptor the set may hold; 0 when
+    /// nothing was inserted since the last [`clear`](Self::clear).
+    pub fn end(&self) -> usize {
+        self.end
+    }
+
+    /// Empties the set: only the words below [`end`](Self::end), so a
+    /// round costs what it watched, not the capacity.
     pub fn clear(&mut self) {
-        self.words.fill(0);
+        self.words[..self.end.div_ceil(WORD_BITS)].fill(0);
+        self.end = 0;
     }
 
     /// Adds `fd`; false (and nothing changes) if it is outside the capacity.
@@ -51,6 +64,8 @@ impl FdSet {
             return false;
         };
         self.words[word] |= bit;
+        // Non-negative: `position` took it.
+        self.end = self.end.max(fd as usize + 1);
         true
     }
 
@@ -62,9 +77,11 @@ impl FdSet {
 
     /// Adds every descriptor of `other` (of the same capacity).
     pub fn union_with(&mut self, other: &FdSet) {
-        for (mine, theirs) in self.words.iter_mut().zip(other.words.iter()) {
+        let words = other.end.div_ceil(WORD_BITS);
+        for (mine, theirs) in self.words.iter_mut().zip(&other.words[..words]) {
             *mine |= theirs;
         }
+        self.end = self.end.max(other.end.min(self.capacity()));
     }
 
     /// Every descriptor below `end` in `self` or in `other`, in ascending
@@ -92,7 +109,8 @@ impl FdSet {
         })
     }
 
-    /// The bitmap, for `select(2)`.
+    /// The bitmap, for `select(2)`, which may only clear bits in it (so
+    /// [`end`](Self::end) stays true).
     pub(super) fn as_mut_ptr(&mut self) -> *mut libc::c_ulong {
         self.words.as_mut_ptr()
     }
@@ -120,6 +138,7 @@ mod tests {
         assert!(!a.insert(1024));
         assert!(!a.insert(-1));
         assert!(a.contains(63) && a.contains(1023) && !a.contains(1) && !a.contains(5000));
+        assert_eq!(a.end(), 1024, "one past the highest");
         let mut b = FdSet::with_capacity(10);
         b.insert(5);
         b.insert(64);
@@ -132,6 +151,12 @@ mod tests {
         assert_eq!(a.iter_union(&empty, 70).collect::<Vec<_>>(), [0, 5, 63, 64]);
         a.clear();
         assert_eq!(a.iter_union(&empty, 1024).count(), 0);
+        assert_eq!(a.end(), 0);
+        let mut c = FdSet::with_capacity(10);
+        c.union_with(&b);
+        assert_eq!(c.end(), 65, "a union reaches as far as the other set");
+        c.clear();
+        assert!(!c.contains(5) && !c.contains(64));
     }
 
     #[test]

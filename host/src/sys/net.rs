@@ -18,21 +18,20 @@ use socket2::{SockAddr, SockAddrStorage, Socket};
 use super::fdset::FdSet;
 use super::syscall;
 
-/// `select(2)` on the descriptors `0..nfds` of `read` and `write`, which it
-/// narrows to the ready ones. `None`: wait for ever. Returns how many
-/// descriptors are ready (0 on timeout).
-pub fn select(
-    nfds: usize,
-    read: &mut FdSet,
-    write: &mut FdSet,
-    timeout: Option<Duration>,
-) -> io::Result<usize> {
+/// `select(2)` on the descriptors of `read` and `write`, which it narrows
+/// to the ready ones. `None`: wait for ever. Returns how many descriptors
+/// are ready (0 on timeout).
+pub fn select(read: &mut FdSet, write: &mut FdSet, timeout: Option<Duration>) -> io::Result<usize> {
     let mut tv = timeout.map(|t| libc::timeval {
         // Saturate: a year is the longest timeout the CLI allows anyway.
         tv_sec: libc::time_t::try_from(t.as_secs()).unwrap_or(libc::time_t::MAX),
         tv_usec: t.subsec_micros() as libc::suseconds_t,
     });
-    let nfds = nfds.min(read.capacity()).min(write.capacity());
+    let nfds = read
+        .end()
+        .max(write.end())
+        .min(read.capacity())
+        .min(write.capacity());
     let nfds = libc::c_int::try_from(nfds).unwrap_or(libc::c_int::MAX);
     // A retry after EINTR starts from the sets asked for: Linux writes the
     // sets back only when select succeeds (fs/select.c copies the results
@@ -127,16 +126,7 @@ pub fn abort(fd: RawFd) {
     close(fd);
 }
 
-/// Disables Nagle's algorithm (TCP_NODELAY): echoes go out at once.
-pub fn set_nodelay(fd: RawFd) -> io::Result<()> {
-    setsockopt(
-        fd,
-        libc::IPPROTO_TCP,
-        libc::TCP_NODELAY,
-        &(1 as libc::c_int),
-    )
-}
-
+/// Sets the socket option `level`/`name` to `value`.
 fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
     syscall(|| {
         // SAFETY: `value` points to a live `T` of the given length for the

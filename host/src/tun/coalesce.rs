@@ -10,8 +10,8 @@
 //! written through `smoltcp::wire` views.
 
 use smoltcp::wire::{
-    EthernetFrame, EthernetProtocol, IpAddress, IpProtocol, IpVersion, Ipv4Packet, Ipv6Packet,
-    TcpPacket, checksum,
+    EthernetFrame, EthernetProtocol, IPV6_HEADER_LEN, IpAddress, IpProtocol, IpVersion, Ipv4Packet,
+    Ipv6Packet, TcpPacket, checksum,
 };
 
 use super::vnet::{self, VnetHdr};
@@ -59,10 +59,9 @@ struct InProgress {
     seg: Seg,
     /// Segments in it.
     segs: u64,
-    /// Sequence number a segment must have to follow.
+    /// Sequence number a segment must have to follow. (All segments so far
+    /// were full-size, without PSH: a batch is written when one is not.)
     next_seq: u32,
-    /// It may take another segment: all so far were full-size, no PSH.
-    open: bool,
     /// When it started, in `Coalescer::started`.
     age: u64,
 }
@@ -158,38 +157,14 @@ impl Coalescer {
             sink.write(&staging[..end], 1);
             return;
         };
-        let frame = &staging[vnet::LEN..end];
         let flow = seg.template.flow;
         let ours = self.batches.iter().position(|b| {
             b.current
                 .as_ref()
                 .is_some_and(|c| c.seg.template.flow == flow)
         });
-        if let Some(i) = ours
-            && let Batch {
-                buf,
-                current: Some(c),
-            } = &mut self.batches[i]
-        {
-            if c.open
-                && seg.coalescable
-                && seg.seq == c.next_seq
-                && seg.payload <= c.seg.payload
-                && c.len - vnet::LEN - c.seg.l3 + seg.payload <= MAX_IP
-                && c.seg.may_take(&buf[vnet::LEN..], &seg, frame)
-            {
-                buf[c.len..c.len + seg.payload].copy_from_slice(&frame[seg.data()..]);
-                c.len += seg.payload;
-                c.segs += 1;
-                c.next_seq = seg.seq.wrapping_add(seg.payload as u32);
-                if seg.psh {
-                    let at = vnet::LEN + c.seg.l4();
-                    TcpPacket::new_unchecked(&mut buf[at..]).set_psh(true);
-                }
-                c.open = !seg.psh && seg.payload == c.seg.payload;
-                if !c.open {
-                    self.flush(i, sink);
-                }
+        if let Some(i) = ours {
+            if self.append(i, &seg, &staging[vnet::LEN..end], sink) {
                 return;
             }
             // Anything else of this connection goes after what it sent before.
@@ -219,10 +194,43 @@ impl Coalescer {
             seg,
             segs: 1,
             next_seq: seg.seq.wrapping_add(seg.payload as u32),
-            open: true,
             age: self.started,
         });
         self.started += 1;
+    }
+
+    /// Appends `seg` (in `frame`) to batch `i` if it follows it: the next
+    /// sequence number, no larger than the first segment, the same headers,
+    /// room left; whether it did. Writes the batch if `seg` ends it (PSH,
+    /// or short).
+    fn append(&mut self, i: usize, seg: &Seg, frame: &[u8], sink: &mut impl Sink) -> bool {
+        let Batch {
+            buf,
+            current: Some(c),
+        } = &mut self.batches[i]
+        else {
+            return false;
+        };
+        let follows = seg.coalescable
+            && seg.seq == c.next_seq
+            && seg.payload <= c.seg.payload
+            && c.len - vnet::LEN - c.seg.l3 + seg.payload <= MAX_IP
+            && c.seg.may_take(&buf[vnet::LEN..], seg, frame);
+        if !follows {
+            return false;
+        }
+        buf[c.len..c.len + seg.payload].copy_from_slice(&frame[seg.data()..]);
+        c.len += seg.payload;
+        c.segs += 1;
+        c.next_seq = seg.seq.wrapping_add(seg.payload as u32);
+        if seg.psh {
+            let at = vnet::LEN + c.seg.l4();
+            TcpPacket::new_unchecked(&mut buf[at..]).set_psh(true);
+        }
+        if seg.psh || seg.payload < c.seg.payload {
+            self.flush(i, sink);
+        }
+        true
     }
 
     /// Writes every batch in the making.
@@ -255,7 +263,8 @@ fn parse(frame: &[u8], l2: usize) -> Option<Seg> {
             return None;
         }
     }
-    let ip = frame.get(l2..)?;
+    // smoltcp's `IpVersion::of_packet` reads the first byte unchecked.
+    let ip = frame.get(l2..).filter(|ip| !ip.is_empty())?;
     let (src, dst, iphl, class, flow_label, hop_limit, dont_frag, tcp) =
         match IpVersion::of_packet(ip).ok()? {
             IpVersion::Ipv4 => {
@@ -269,19 +278,11 @@ fn parse(frame: &[u8], l2: usize) -> Option<Seg> {
                 {
                     return None;
                 }
-                let class = p.dscp() << 2 | p.ecn();
                 let src = IpAddress::Ipv4(p.src_addr());
                 let dst = IpAddress::Ipv4(p.dst_addr());
-                (
-                    src,
-                    dst,
-                    20,
-                    class,
-                    0,
-                    p.hop_limit(),
-                    p.dont_frag(),
-                    &ip[20..],
-                )
+                let class = p.dscp() << 2 | p.ecn();
+                let (hop_limit, dont_frag) = (p.hop_limit(), p.dont_frag());
+                (src, dst, 20, class, 0, hop_limit, dont_frag, p.payload())
             }
             IpVersion::Ipv6 => {
                 let p = Ipv6Packet::new_checked(ip).ok()?;
@@ -291,7 +292,17 @@ fn parse(frame: &[u8], l2: usize) -> Option<Seg> {
                 let src = IpAddress::Ipv6(p.src_addr());
                 let dst = IpAddress::Ipv6(p.dst_addr());
                 let (class, label) = (p.traffic_class(), p.flow_label());
-                (src, dst, 40, class, label, p.hop_limit(), false, &ip[40..])
+                let hop_limit = p.hop_limit();
+                (
+                    src,
+                    dst,
+                    IPV6_HEADER_LEN,
+                    class,
+                    label,
+                    hop_limit,
+                    false,
+                    p.payload(),
+                )
             }
         };
     let t = TcpPacket::new_checked(tcp).ok()?;
@@ -472,5 +483,29 @@ mod tests {
         let frame = complete_and_verify(&out.0[1].0);
         let tcp = TcpPacket::new_checked(&frame[20..]).unwrap();
         assert_eq!((tcp.seq_number().0, tcp.payload()), (5000, &[3; 100][..]));
+    }
+
+    #[test]
+    fn a_short_or_psh_segment_ends_its_batch_at_once() {
+        for (len, psh) in [(50, false), (100, true)] {
+            let mut c = Coalescer::new(0, vnet::LEN + 65_535);
+            let mut out = Frames::default();
+            let first = segment(1000, false, TcpControl::None, &[1; 100]);
+            push(&mut c, &first, &mut out);
+            let last = segment(1100, psh, TcpControl::None, &vec![2; len]);
+            push(&mut c, &last, &mut out);
+            assert_eq!(out.0.len(), 1, "len {len} psh {psh}: written at once");
+            assert_eq!(out.0[0].1, 2);
+            let frame = complete_and_verify(&out.0[0].0);
+            let tcp = TcpPacket::new_checked(&frame[20..]).unwrap();
+            assert_eq!((tcp.payload().len(), tcp.psh()), (100 + len, psh));
+            // The connection's next segment starts a batch of its own.
+            push(
+                &mut c,
+                &segment(1100 + len as u32, false, TcpControl::None, &[3; 100]),
+                &mut out,
+            );
+            assert_eq!(out.0.len(), 1);
+        }
     }
 }

@@ -77,8 +77,6 @@ pub struct TunDevice {
     l2: usize,
     rx: Ingress,
     tx: Tx,
-    /// A read failed with something other than "nothing to read".
-    error: Option<io::Error>,
 }
 
 /// The sending half: where smoltcp builds packets, the coalescer and the
@@ -135,28 +133,15 @@ impl TunDevice {
                 fragmenter: Fragmenter::new(l2, ip_mtu, vnet_hdr, seed),
                 stats: DevStats::default(),
             },
-            error: None,
         }
     }
 
     /// The next packet for smoltcp, checked, if one has come (see the
     /// module docs); smoltcp takes it in its next `poll_ingress_single`.
-    /// At most one read a call. After a read error, `Empty`, and
-    /// [`take_error`](Self::take_error) gives the error.
-    pub fn fetch(&mut self, now: selecho_core::Instant) -> Fetched {
-        if self.error.is_some() {
-            return Fetched::Empty;
-        }
-        self.rx.fetch(self.fd.as_fd(), now).unwrap_or_else(|e| {
-            self.error = Some(e);
-            Fetched::Empty
-        })
-    }
-
-    /// The first read error since the last call, if any: the device is gone
-    /// or broken, and the shell should stop.
-    pub fn take_error(&mut self) -> Option<io::Error> {
-        self.error.take()
+    /// At most one read a call. A read error means the device is gone or
+    /// broken, and the shell should stop.
+    pub fn fetch(&mut self, now: selecho_core::Instant) -> io::Result<Fetched> {
+        self.rx.fetch(self.fd.as_fd(), now)
     }
 
     /// Packet counts so far.

@@ -4,6 +4,8 @@
 //! IPv6 alike (smoltcp 0.14 fragments only IPv4, one packet at a time).
 //! Headers are read and written through `smoltcp::wire` views.
 
+use std::ops::Range;
+
 use smoltcp::wire::{
     IPV6_HEADER_LEN, IpAddress, IpProtocol, IpVersion, Ipv4Packet, Ipv6ExtHeader,
     Ipv6FragmentHeader, Ipv6FragmentRepr, Ipv6Packet, TcpPacket,
@@ -23,7 +25,8 @@ pub struct Fragmenter {
     mtu: usize,
     /// Frames start with a virtio-net header.
     vnet: bool,
-    /// One fragment's frame.
+    /// One fragment's frame, after the virtio-net header if any (which
+    /// says nothing: no offload asked).
     buf: Vec<u8>,
     /// Identification of the next fragmented packet.
     ident: u32,
@@ -35,11 +38,15 @@ impl Fragmenter {
     /// identifications.
     pub fn new(l2: usize, mtu: usize, vnet: bool, seed: u32) -> Self {
         let room = if vnet { vnet::LEN } else { 0 } + l2 + mtu;
+        let mut buf = vec![0; room];
+        if vnet {
+            VnetHdr::default().write(&mut buf[..vnet::LEN]);
+        }
         Fragmenter {
             l2,
             mtu,
             vnet,
-            buf: vec![0; room],
+            buf,
             ident: seed,
         }
     }
@@ -72,105 +79,99 @@ impl Fragmenter {
     }
 
     fn ipv4(&mut self, frame: &mut [u8], sink: &mut impl Sink) -> Option<()> {
-        let l2 = self.l2;
-        let mut p = Ipv4Packet::new_checked(&mut frame[l2..]).ok()?;
+        let (link, ip) = frame.split_at_mut(self.l2);
+        let mut p = Ipv4Packet::new_checked(ip).ok()?;
+        let header_len = usize::from(p.header_len());
+        let chunk = self.mtu.checked_sub(header_len)? & !7;
+        if chunk == 0 {
+            return None;
+        }
         if self.vnet && p.next_header() == IpProtocol::Tcp {
             let (src, dst) = (p.src_addr().into(), p.dst_addr().into());
             fill_tcp_checksum(p.payload_mut(), src, dst)?;
         }
-        let header_len = usize::from(p.header_len());
-        let chunk = (self.mtu.checked_sub(header_len)?) & !7;
         let ident = self.next_ident() as u16;
-        let p = Ipv4Packet::new_checked(&frame[l2..]).ok()?;
-        let payload = p.payload();
-        if chunk == 0 {
-            return None;
-        }
-        let start = self.start();
-        let mut offset = 0;
-        while offset < payload.len() {
-            let piece = &payload[offset..(offset + chunk).min(payload.len())];
-            let at = start + l2;
-            self.buf[start..at].copy_from_slice(&frame[..l2]);
-            self.buf[at..at + header_len].copy_from_slice(&frame[l2..l2 + header_len]);
-            self.buf[at + header_len..at + header_len + piece.len()].copy_from_slice(piece);
-            let end = at + header_len + piece.len();
-            let mut f = Ipv4Packet::new_unchecked(&mut self.buf[at..end]);
+        let ip: &[u8] = p.into_inner();
+        let payload = Ipv4Packet::new_unchecked(ip).payload();
+        for (piece, more) in pieces(payload.len(), chunk) {
+            let packet = self.lay_out(link, &ip[..header_len], 0, &payload[piece.clone()]);
+            let mut f = Ipv4Packet::new_unchecked(&mut self.buf[packet.clone()]);
             // Fits: a fragment is at most the MTU, at most 65535.
-            f.set_total_len((header_len + piece.len()) as u16);
+            f.set_total_len(packet.len() as u16);
             f.set_ident(ident);
             f.set_dont_frag(false);
-            f.set_more_frags(offset + piece.len() < payload.len());
-            f.set_frag_offset(offset as u16);
+            f.set_more_frags(more);
+            f.set_frag_offset(piece.start as u16);
             f.fill_checksum();
-            self.write(end, sink);
-            offset += piece.len();
+            sink.write(&self.buf[..packet.end], 1);
         }
         Some(())
     }
 
     fn ipv6(&mut self, frame: &mut [u8], sink: &mut impl Sink) -> Option<()> {
-        let l2 = self.l2;
-        let mut p = Ipv6Packet::new_checked(&mut frame[l2..]).ok()?;
+        let (link, ip) = frame.split_at_mut(self.l2);
+        let mut p = Ipv6Packet::new_checked(ip).ok()?;
+        let chunk = self.mtu.checked_sub(IPV6_HEADER_LEN + FRAGMENT_HEADER)? & !7;
+        if chunk == 0 {
+            return None;
+        }
         let next = p.next_header();
         if self.vnet && next == IpProtocol::Tcp {
             let (src, dst) = (p.src_addr().into(), p.dst_addr().into());
             fill_tcp_checksum(p.payload_mut(), src, dst)?;
         }
-        let chunk = self.mtu.checked_sub(IPV6_HEADER_LEN + FRAGMENT_HEADER)? & !7;
-        if chunk == 0 {
-            return None;
-        }
         let ident = self.next_ident();
-        let p = Ipv6Packet::new_checked(&frame[l2..]).ok()?;
-        let payload = p.payload();
-        let start = self.start();
-        let mut offset = 0;
-        while offset < payload.len() {
-            let piece = &payload[offset..(offset + chunk).min(payload.len())];
-            let at = start + l2;
-            let data = at + IPV6_HEADER_LEN + FRAGMENT_HEADER;
-            self.buf[start..at].copy_from_slice(&frame[..l2]);
-            self.buf[at..at + IPV6_HEADER_LEN].copy_from_slice(&frame[l2..l2 + IPV6_HEADER_LEN]);
-            self.buf[data..data + piece.len()].copy_from_slice(piece);
-            let mut f = Ipv6Packet::new_unchecked(&mut self.buf[at..data + piece.len()]);
+        let ip: &[u8] = p.into_inner();
+        let payload = Ipv6Packet::new_unchecked(ip).payload();
+        for (piece, more) in pieces(payload.len(), chunk) {
+            let header = &ip[..IPV6_HEADER_LEN];
+            let data = &payload[piece.clone()];
+            let packet = self.lay_out(link, header, FRAGMENT_HEADER, data);
+            let mut f = Ipv6Packet::new_unchecked(&mut self.buf[packet.clone()]);
             f.set_next_header(IpProtocol::Ipv6Frag);
             // Fits: a fragment is at most the MTU, at most 65535.
-            f.set_payload_len((FRAGMENT_HEADER + piece.len()) as u16);
+            f.set_payload_len((packet.len() - IPV6_HEADER_LEN) as u16);
             let mut ext = Ipv6ExtHeader::new_unchecked(f.payload_mut());
             ext.set_next_header(next);
             ext.set_header_len(0);
             let repr = Ipv6FragmentRepr {
                 // In 8-byte units: fits in the field's 13 bits.
-                frag_offset: (offset / 8) as u16,
-                more_frags: offset + piece.len() < payload.len(),
+                frag_offset: (piece.start / 8) as u16,
+                more_frags: more,
                 ident,
             };
             repr.emit(&mut Ipv6FragmentHeader::new_unchecked(ext.payload_mut()));
-            self.write(data + piece.len(), sink);
-            offset += piece.len();
+            sink.write(&self.buf[..packet.end], 1);
         }
         Some(())
     }
 
-    /// Where the link-layer header goes in `buf`: after the virtio-net
-    /// header, if any, which says nothing (no offload asked).
-    fn start(&mut self) -> usize {
-        if !self.vnet {
-            return 0;
-        }
-        VnetHdr::default().write(&mut self.buf[..vnet::LEN]);
-        vnet::LEN
-    }
-
-    fn write(&self, end: usize, sink: &mut impl Sink) {
-        sink.write(&self.buf[..end], 1);
+    /// Lays out one fragment in `buf`, after the virtio-net header: `link`,
+    /// the IP `header`, `gap` bytes for the caller to fill, `piece`. Where
+    /// its IP packet is.
+    fn lay_out(&mut self, link: &[u8], header: &[u8], gap: usize, piece: &[u8]) -> Range<usize> {
+        let head = if self.vnet { vnet::LEN } else { 0 };
+        let at = head + link.len();
+        let data = at + header.len() + gap;
+        self.buf[head..at].copy_from_slice(link);
+        self.buf[at..at + header.len()].copy_from_slice(header);
+        self.buf[data..data + piece.len()].copy_from_slice(piece);
+        at..data + piece.len()
     }
 
     fn next_ident(&mut self) -> u32 {
         self.ident = self.ident.wrapping_add(1);
         self.ident
     }
+}
+
+/// The pieces `len` bytes of payload are cut into, `chunk` bytes each (a
+/// multiple of 8) but the last: each piece's range, and whether more follow.
+fn pieces(len: usize, chunk: usize) -> impl Iterator<Item = (Range<usize>, bool)> {
+    (0..len).step_by(chunk).map(move |start| {
+        let end = (start + chunk).min(len);
+        (start..end, end < len)
+    })
 }
 
 /// Fills in the checksum of the TCP segment `segment` between `src` and `dst`.

@@ -4,14 +4,14 @@
 
 use std::os::fd::{AsFd, AsRawFd};
 
-use anyhow::{Context, anyhow};
+use anyhow::Context;
 use smoltcp::iface::{Interface, SocketSet};
 
+use selecho_core::Instant;
 use selecho_core::smoltcp::{from_smoltcp, to_smoltcp};
 
 use super::device::TunDevice;
 use super::ingress::Fetched;
-use super::plan::Plan;
 use super::{Adapter, UdpAdapter};
 use crate::daemon;
 use crate::daemon::clock::Clock;
@@ -24,49 +24,28 @@ use crate::sys::tuntap::IfName;
 /// Packets a turn takes in before smoltcp's egress.
 const BATCH: usize = 64;
 
-/// The device, smoltcp's interface and sockets, and the machine's adapter.
+/// The device, smoltcp's interface and sockets, and the machine's adapter
+/// (built by [`setup::start`](super::setup::start)).
 pub struct Stack {
-    name: IfName,
-    device: TunDevice,
-    iface: Interface,
-    sockets: SocketSet<'static>,
-    adapter: Box<Adapter>,
+    pub(super) name: IfName,
+    pub(super) device: TunDevice,
+    pub(super) iface: Interface,
+    pub(super) sockets: SocketSet<'static>,
+    pub(super) adapter: Box<Adapter>,
     /// One per port, unless `--no-udp`.
-    udp: Vec<Box<UdpAdapter>>,
-    clock: Clock,
-    stats: Stats,
-    stop: Stop,
+    pub(super) udp: Vec<Box<UdpAdapter>>,
+    pub(super) clock: Clock,
+    pub(super) stats: Stats,
+    pub(super) stop: Stop,
 }
 
 impl Stack {
-    pub(super) fn new(
-        device: TunDevice,
-        iface: Interface,
-        sockets: SocketSet<'static>,
-        adapter: Box<Adapter>,
-        udp: Vec<Box<UdpAdapter>>,
-        clock: Clock,
-        plan: &Plan,
-    ) -> Self {
-        Stack {
-            name: plan.ifname.clone(),
-            device,
-            iface,
-            sockets,
-            adapter,
-            udp,
-            stats: Stats::new(plan.stats_every, clock.now()),
-            clock,
-            stop: Stop::new(plan.grace),
-        }
-    }
-
     /// Serves until a signal, then until every connection is finished or
     /// the grace period ends; returns the final counters.
     pub fn serve(mut self, signals: &Signals) -> anyhow::Result<Totals> {
         loop {
             let now = self.clock.now();
-            let busy = self.turn()?;
+            let busy = self.turn(now)?;
             match self.stop.check(now, self.adapter.open()) {
                 Verdict::Serve => {}
                 Verdict::Done => break,
@@ -120,11 +99,10 @@ impl Stack {
         Ok(totals(&self.device, &self.adapter, &self.udp))
     }
 
-    /// One turn: every waiting packet, the adapter, smoltcp's egress, the
-    /// device's writes. Whether the adapter moved anything (then look again
-    /// before sleeping).
-    fn turn(&mut self) -> anyhow::Result<bool> {
-        let now = self.clock.now();
+    /// One turn at `now`: every waiting packet, the adapter, smoltcp's
+    /// egress, the device's writes. Whether the adapter moved anything (then
+    /// look again before sleeping).
+    fn turn(&mut self, now: Instant) -> anyhow::Result<bool> {
         let stamp = to_smoltcp(now);
         let (device, iface, sockets, adapter, udp) = (
             &mut self.device,
@@ -141,7 +119,10 @@ impl Stack {
         adapter.relisten(sockets, now);
         let mut more = true;
         for _ in 0..BATCH {
-            let arrival = match device.fetch(now) {
+            let fetched = device
+                .fetch(now)
+                .with_context(|| format!("reading from {}", self.name))?;
+            let arrival = match fetched {
                 Fetched::Empty => {
                     more = false;
                     break;
@@ -154,9 +135,6 @@ impl Stack {
             }
             iface.poll_ingress_single(stamp, device, sockets);
             adapter.relisten(sockets, now);
-        }
-        if let Some(e) = device.take_error() {
-            return Err(anyhow!(e).context(format!("reading from {}", self.name)));
         }
         let mut busy = adapter.poll(sockets, now) | more;
         for echo in udp.iter_mut() {

@@ -18,6 +18,8 @@ use super::serve::Stack;
 use super::{Adapter, UdpAdapter, diagnose, host_side};
 use crate::daemon::announce;
 use crate::daemon::clock::Clock;
+use crate::daemon::stats::Stats;
+use crate::daemon::stop::Stop;
 use crate::sys::tuntap::{self, Mode};
 
 /// Receive and send buffer of each smoltcp socket: the TCP window (scaled
@@ -127,9 +129,17 @@ pub fn start(plan: &Plan) -> anyhow::Result<Stack> {
         tcp.map(|&port| (SocketAddr::new(ip, port), "tcp"))
             .chain(udp_ports.map(|&port| (SocketAddr::new(ip, port), "udp"))),
     );
-    Ok(Stack::new(
-        device, iface, sockets, adapter, udp, clock, plan,
-    ))
+    Ok(Stack {
+        name: plan.ifname.clone(),
+        device,
+        iface,
+        sockets,
+        adapter,
+        udp,
+        stats: Stats::new(plan.stats_every, clock.now()),
+        clock,
+        stop: Stop::new(plan.grace),
+    })
 }
 
 /// A UDP socket bound to smoltcp's address on each port, each with an

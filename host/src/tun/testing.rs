@@ -1,9 +1,9 @@
 //! Packets and sinks for the TUN shell's unit tests.
 
-use smoltcp::phy::ChecksumCapabilities;
-use smoltcp::wire::{
-    IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
-};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixDatagram;
+
+use smoltcp::wire::{IpAddress, TcpControl};
 
 use super::coalesce::Sink;
 
@@ -15,38 +15,9 @@ pub const DST: [u8; 4] = [10, 77, 0, 1];
 /// An IPv4 TCP segment from [`SRC`]:7007 to [`DST`]:40000 as smoltcp
 /// would build it, with correct checksums.
 pub fn segment(seq: u32, psh: bool, control: TcpControl, payload: &[u8]) -> Vec<u8> {
-    let tcp = TcpRepr {
-        src_port: 7007,
-        dst_port: 40000,
-        control: if psh { TcpControl::Psh } else { control },
-        seq_number: TcpSeqNumber(seq as i32),
-        ack_number: Some(TcpSeqNumber(99)),
-        window_len: 512,
-        window_scale: None,
-        max_seg_size: None,
-        sack_permitted: false,
-        sack_ranges: [None; 3],
-        timestamp: None,
-        payload,
-    };
-    let ip = Ipv4Repr {
-        src_addr: SRC.into(),
-        dst_addr: DST.into(),
-        next_header: IpProtocol::Tcp,
-        payload_len: tcp.buffer_len(),
-        hop_limit: 64,
-    };
-    let mut buf = vec![0u8; ip.buffer_len() + tcp.buffer_len()];
-    let caps = ChecksumCapabilities::default();
-    let mut p = Ipv4Packet::new_unchecked(&mut buf[..]);
-    ip.emit(&mut p, &caps);
-    tcp.emit(
-        &mut TcpPacket::new_unchecked(p.payload_mut()),
-        &IpAddress::Ipv4(SRC.into()),
-        &IpAddress::Ipv4(DST.into()),
-        &caps,
-    );
-    buf
+    let control = if psh { TcpControl::Psh } else { control };
+    let (src, dst) = (IpAddress::Ipv4(SRC.into()), IpAddress::Ipv4(DST.into()));
+    net::tcp((src, 7007), (dst, 40000), control, seq, Some(99), payload)
 }
 
 /// Frames written, with their segment counts.
@@ -72,27 +43,11 @@ pub fn without_vnet(frames: &Frames) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// Two ends of a packet pipe (a `SOCK_SEQPACKET` socket pair): what is
-/// written to one is read from the other a packet at a time, as from a
-/// TUN/TAP descriptor.
-pub fn packet_pipe() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
-    use std::os::fd::FromRawFd;
-    let mut fds = [0; 2];
-    // SAFETY: socketpair writes two descriptors into the array it is given.
-    let rc = unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    };
-    assert_eq!(rc, 0, "socketpair: {}", std::io::Error::last_os_error());
-    // SAFETY: socketpair just returned these descriptors and nothing else owns them.
-    unsafe {
-        (
-            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
-            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
-        )
-    }
+/// Two ends of a packet pipe (a datagram socket pair): what is written to
+/// one is read from the other a packet at a time, as from a TUN/TAP
+/// descriptor; reading an empty one fails with `WouldBlock`.
+pub fn packet_pipe() -> (OwnedFd, OwnedFd) {
+    let (ours, theirs) = UnixDatagram::pair().expect("a socket pair");
+    ours.set_nonblocking(true).expect("a non-blocking socket");
+    (ours.into(), theirs.into())
 }

@@ -135,7 +135,8 @@ impl ServerProcess {
 
     /// Sends `signal` (e.g. `libc::SIGTERM`).
     pub fn signal(&self, signal: i32) {
-        let pid = self.pid() as libc::pid_t;
+        // Not `pid()`: its 0 for a reaped process would signal our own group.
+        let pid = self.child.as_ref().expect("not yet reaped").id() as libc::pid_t;
         // SAFETY: kill(2) on our own child's pid; it is not reaped before
         // drop, so the pid is ours.
         let rc = unsafe { libc::kill(pid, signal) };
@@ -168,16 +169,13 @@ impl ServerProcess {
 
     /// SIGTERM, then up to `limit` for a clean exit, then SIGKILL.
     pub fn stop(&mut self, limit: Duration) {
-        if self.exited().is_some() {
+        if self.child.is_none() || self.exited().is_some() {
             return;
         }
         self.signal(libc::SIGTERM);
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if self.exited().is_some() {
-                return;
-            }
-            thread::sleep(Duration::from_millis(5));
+        let child = self.child.as_mut().expect("checked above");
+        if exit_status_by(child, Instant::now() + limit).is_some() {
+            return;
         }
         eprintln!("server {} ignored SIGTERM; killing it", self.pid());
         self.kill();
@@ -235,14 +233,22 @@ fn parse_listening(line: &str) -> Option<(SocketAddr, &str)> {
     Some((addr, protocol.trim_start_matches('(').trim_end_matches(')')))
 }
 
-/// Waits for `child` to exit, until `deadline` (std has no timed wait on a
-/// child: it polls); panics if it has not by then.
+/// Waits for `child` to exit, until `deadline`; panics if it has not by then.
 pub fn reap(child: &mut Child, deadline: Instant) -> ExitStatus {
+    exit_status_by(child, deadline).unwrap_or_else(|| panic!("{child:?} did not exit in time"))
+}
+
+/// The exit status of `child` once it exits, waiting until `deadline`
+/// (std has no timed wait on a child, and nothing else announces the exit:
+/// it polls); `None` if it is still running then.
+fn exit_status_by(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
     loop {
         if let Some(status) = child.try_wait().expect("wait for the child") {
-            return status;
+            return Some(status);
         }
-        assert!(Instant::now() < deadline, "{child:?} did not exit in time");
+        if Instant::now() >= deadline {
+            return None;
+        }
         thread::sleep(Duration::from_millis(10));
     }
 }

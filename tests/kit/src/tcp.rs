@@ -276,7 +276,8 @@ pub fn half_closed_client_at_sigterm(server: &mut TcpServer, len: usize, finishe
     })
 }
 
-/// Waits until `written` stops growing for [`STALL`] (the writer blocked).
+/// Waits until `written` stops growing for [`STALL`] (the writer blocked;
+/// nothing announces that, so it polls).
 fn wait_stalled(written: &AtomicUsize) {
     let deadline = Instant::now() + BOUND;
     let mut last = (written.load(Ordering::Relaxed), Instant::now());

@@ -6,6 +6,7 @@
 use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 
+use crate::process::ServerProcess;
 use crate::scenarios::udp::{DatagramServer, DatagramSetup};
 use crate::tcp::BOUND;
 
@@ -20,6 +21,19 @@ pub struct KernelUdp<G> {
     pub hosts: Vec<IpAddr>,
     /// The longest datagram the server echoes on this path.
     pub max_datagram: usize,
+}
+
+impl KernelUdp<ServerProcess> {
+    /// A server process's first `(udp)` listener, reached from `hosts`,
+    /// echoing datagrams up to the largest UDP payload over IPv4 (65,507).
+    pub fn of_process(process: ServerProcess, hosts: Vec<IpAddr>) -> Self {
+        KernelUdp {
+            addr: process.addrs_of("udp")[0],
+            guard: process,
+            hosts,
+            max_datagram: 65_507,
+        }
+    }
 }
 
 impl<G> DatagramServer for KernelUdp<G> {

@@ -95,6 +95,26 @@ pub fn assert_bytes(got: &[u8], want: &[u8], what: &str) {
     );
 }
 
+/// Runs `scenario` against the server `start` gives for `setup` (a
+/// [`Setup`], or a [`DatagramSetup`](udp::DatagramSetup)); nothing if it
+/// gives none (the driver has said why it cannot run here).
+pub fn run<T, S>(start: impl FnOnce(T) -> Option<S>, setup: T, scenario: impl FnOnce(&mut S)) {
+    if let Some(mut server) = start(setup) {
+        scenario(&mut server);
+    }
+}
+
+/// Opens `count` connections, then echoes a short message on each; `what`
+/// names the step if an echo is wrong.
+pub fn connect_and_echo<S: Server>(server: &mut S, count: usize, what: &str) -> Vec<S::Conn> {
+    let mut conns: Vec<_> = (0..count).map(|_| server.connect()).collect();
+    for (i, conn) in conns.iter_mut().enumerate() {
+        let msg = pattern(i as u64, 10);
+        assert_bytes(&server.exchange(conn, &msg), &msg, what);
+    }
+    conns
+}
+
 /// Data of many sizes, each echoed exactly on one connection.
 pub fn echo_many_sizes<S: Server>(server: &mut S) {
     let mut conn = server.connect();
@@ -182,15 +202,7 @@ pub fn reset_mid_stream<S: Server>(server: &mut S) {
 /// With every slot taken a further connection is not served (held in a
 /// backlog, or refused); once a slot frees, it (or a retry) is.
 pub fn full_table_then_recovery<S: Server>(server: &mut S, slots: usize) {
-    let mut conns: Vec<_> = (0..slots).map(|_| server.connect()).collect();
-    for (i, conn) in conns.iter_mut().enumerate() {
-        let msg = pattern(i as u64, 10);
-        assert_bytes(
-            &server.exchange(conn, &msg),
-            &msg,
-            "while filling the table",
-        );
-    }
+    let mut conns = connect_and_echo(server, slots, "while filling the table");
     let waiting = server.connect_when_full();
     let mut first = conns.remove(0);
     let (rest, end) = server.stream_and_close(&mut first, b"last");
@@ -216,8 +228,8 @@ pub fn full_table_then_recovery<S: Server>(server: &mut S, slots: usize) {
     }
 }
 
-/// A connection idle for the timeout is closed by the server; one that
-/// keeps talking is not closed early.
+/// A connection idle for the timeout is closed by the server, gracefully
+/// (nothing was queued).
 pub fn idle_timeout_closes<S: Server>(server: &mut S) {
     let mut idle = server.connect();
     let msg = pattern(1, 100);
@@ -240,43 +252,40 @@ macro_rules! scenario_tests {
     ($start:path, big = $big:expr) => {
         #[test]
         fn echo_many_sizes() {
-            let Some(mut server) = $start($crate::scenarios::Setup::DEFAULT) else {
-                return;
-            };
-            $crate::scenarios::echo_many_sizes(&mut server);
+            let setup = $crate::scenarios::Setup::DEFAULT;
+            $crate::scenarios::run($start, setup, $crate::scenarios::echo_many_sizes);
         }
 
         #[test]
         fn many_connections_interleaved() {
             let setup = $crate::scenarios::Setup::DEFAULT;
-            let Some(mut server) = $start(setup) else {
-                return;
-            };
-            $crate::scenarios::many_connections_interleaved(&mut server, setup.max_conns);
+            $crate::scenarios::run($start, setup, |server| {
+                $crate::scenarios::many_connections_interleaved(server, setup.max_conns)
+            });
         }
 
         #[test]
         fn half_close_in_flight() {
-            let Some(mut server) = $start($crate::scenarios::Setup::DEFAULT) else {
-                return;
-            };
-            $crate::scenarios::half_close_in_flight(&mut server, $big);
+            let setup = $crate::scenarios::Setup::DEFAULT;
+            $crate::scenarios::run($start, setup, |server| {
+                $crate::scenarios::half_close_in_flight(server, $big)
+            });
         }
 
         #[test]
         fn slow_reader_does_not_hurt_others() {
-            let Some(mut server) = $start($crate::scenarios::Setup::DEFAULT) else {
-                return;
-            };
-            $crate::scenarios::slow_reader_does_not_hurt_others(&mut server);
+            let setup = $crate::scenarios::Setup::DEFAULT;
+            $crate::scenarios::run(
+                $start,
+                setup,
+                $crate::scenarios::slow_reader_does_not_hurt_others,
+            );
         }
 
         #[test]
         fn reset_mid_stream() {
-            let Some(mut server) = $start($crate::scenarios::Setup::DEFAULT) else {
-                return;
-            };
-            $crate::scenarios::reset_mid_stream(&mut server);
+            let setup = $crate::scenarios::Setup::DEFAULT;
+            $crate::scenarios::run($start, setup, $crate::scenarios::reset_mid_stream);
         }
 
         #[test]
@@ -285,10 +294,9 @@ macro_rules! scenario_tests {
                 max_conns: 3,
                 ..$crate::scenarios::Setup::DEFAULT
             };
-            let Some(mut server) = $start(setup) else {
-                return;
-            };
-            $crate::scenarios::full_table_then_recovery(&mut server, setup.max_conns);
+            $crate::scenarios::run($start, setup, |server| {
+                $crate::scenarios::full_table_then_recovery(server, setup.max_conns)
+            });
         }
 
         #[test]
@@ -297,10 +305,7 @@ macro_rules! scenario_tests {
                 idle_timeout: Some(std::time::Duration::from_millis(300)),
                 ..$crate::scenarios::Setup::DEFAULT
             };
-            let Some(mut server) = $start(setup) else {
-                return;
-            };
-            $crate::scenarios::idle_timeout_closes(&mut server);
+            $crate::scenarios::run($start, setup, $crate::scenarios::idle_timeout_closes);
         }
     };
 }
